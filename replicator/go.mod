@@ -1,0 +1,7 @@
+module github.com/sipd/sipd/replicator
+
+go 1.26.0
+
+replace github.com/sipd/sipd/proto => ../proto
+
+replace github.com/sipd/sipd/allocator => ../allocator
