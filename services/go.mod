@@ -55,3 +55,10 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
+
+require (
+	github.com/sipd/sipd/edge v0.0.0
+	github.com/sipd/sipd/proto v0.0.0
+	github.com/sipd/sipd/registrar v0.0.0
+	github.com/sipd/sipd/router v0.0.0
+)

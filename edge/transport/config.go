@@ -1,0 +1,119 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults and bounds for Config.
+const (
+	DefaultMaxMessageSize = 65535
+	DefaultUDPBuffer      = 4 << 20
+	DefaultTCPIdleTimeout = 10 * time.Minute
+	DefaultMaxConnections = 10000
+	DefaultDialTimeout    = 2 * time.Second
+	DefaultWriteTimeout   = 2 * time.Second
+
+	minMessageSize = 1024
+	maxMessageSize = 16 << 20
+	maxSockBuffer  = 1 << 30
+)
+
+// Config configures the transport layer.
+type Config struct {
+	// Listeners are the addresses to listen on, e.g. "udp:0.0.0.0:5060",
+	// "tcp:[::]:5060". IPv4 and IPv6 sockets are separate (the IPv6 socket is
+	// v6-only), so 0.0.0.0:5060 and [::]:5060 can both be listed.
+	Listeners []Listener `yaml:"listeners"`
+	// MaxMessageSize is the largest SIP message accepted, in bytes (default
+	// 65535). Larger datagrams are dropped; on a stream, a larger message (or
+	// header section) is a framing error and closes the connection.
+	MaxMessageSize int `yaml:"max_message_size"`
+	// UDPReadBuffer is the SO_RCVBUF size asked for on UDP sockets, in bytes
+	// (default 4 MiB). A warning is logged when the kernel grants less
+	// (raise net.core.rmem_max on Linux).
+	UDPReadBuffer int `yaml:"udp_read_buffer"`
+	// UDPWriteBuffer is the SO_SNDBUF size asked for on UDP sockets, in bytes
+	// (default 4 MiB).
+	UDPWriteBuffer int `yaml:"udp_write_buffer"`
+	// TCPIdleTimeout closes a connection that received nothing for this long
+	// (default 10m).
+	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`
+	// MaxConnections bounds open stream connections, inbound and outbound
+	// (default 10000). Connections accepted past it are closed at once, and
+	// dials past it fail.
+	MaxConnections int `yaml:"max_connections"`
+	// DialTimeout bounds opening an outbound connection (default 2s).
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// WriteTimeout bounds one send on a connection, including waiting for
+	// other writers on it (default 2s).
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// SetDefaults fills zero values with the defaults.
+func (c *Config) SetDefaults() {
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.UDPReadBuffer == 0 {
+		c.UDPReadBuffer = DefaultUDPBuffer
+	}
+	if c.UDPWriteBuffer == 0 {
+		c.UDPWriteBuffer = DefaultUDPBuffer
+	}
+	if c.TCPIdleTimeout == 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+}
+
+// Validate reports every problem in c at once. Call SetDefaults first.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Listeners) == 0 {
+		errs = append(errs, errors.New("listeners must not be empty"))
+	}
+	seen := make(map[Listener]bool, len(c.Listeners))
+	for i, l := range c.Listeners {
+		switch {
+		case !l.Proto.valid():
+			errs = append(errs, fmt.Errorf("listeners[%d] (%s): unknown protocol %d", i, l, uint8(l.Proto)))
+		case !l.Addr.IsValid():
+			errs = append(errs, fmt.Errorf("listeners[%d] (%s): address is not set", i, l))
+		case seen[l]:
+			errs = append(errs, fmt.Errorf("listeners[%d] (%s) is listed twice", i, l))
+		}
+		seen[l] = true
+	}
+	if c.MaxMessageSize < minMessageSize || c.MaxMessageSize > maxMessageSize {
+		errs = append(errs, fmt.Errorf("max_message_size (%d) must be between %d and %d", c.MaxMessageSize, minMessageSize, maxMessageSize))
+	}
+	if c.UDPReadBuffer <= 0 || c.UDPReadBuffer > maxSockBuffer {
+		errs = append(errs, fmt.Errorf("udp_read_buffer (%d) must be > 0 and <= %d", c.UDPReadBuffer, maxSockBuffer))
+	}
+	if c.UDPWriteBuffer <= 0 || c.UDPWriteBuffer > maxSockBuffer {
+		errs = append(errs, fmt.Errorf("udp_write_buffer (%d) must be > 0 and <= %d", c.UDPWriteBuffer, maxSockBuffer))
+	}
+	if c.TCPIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("tcp_idle_timeout (%s) must be > 0", c.TCPIdleTimeout))
+	}
+	if c.MaxConnections <= 0 {
+		errs = append(errs, fmt.Errorf("max_connections (%d) must be > 0", c.MaxConnections))
+	}
+	if c.DialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("dial_timeout (%s) must be > 0", c.DialTimeout))
+	}
+	if c.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("write_timeout (%s) must be > 0", c.WriteTimeout))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,81 @@
+package registrar
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config holds the registrar's settings, the `registrar:` section of the
+// sipd configuration.
+type Config struct {
+	// DefaultExpires is the binding lifetime used when a REGISTER gives
+	// neither a Contact expires parameter nor an Expires header. Default 1h.
+	DefaultExpires time.Duration `yaml:"default_expires"`
+	// MinExpires is the shortest lifetime accepted; a shorter non-zero
+	// request is answered 423 Interval Too Brief with Min-Expires. Default 60s.
+	MinExpires time.Duration `yaml:"min_expires"`
+	// MaxExpires caps the lifetime of a binding; longer requests are granted
+	// MaxExpires. Default 24h.
+	MaxExpires time.Duration `yaml:"max_expires"`
+	// MaxContacts is the most bindings one AOR may hold; a REGISTER that
+	// would exceed it is answered 503 with Retry-After. Default 10.
+	MaxContacts int `yaml:"max_contacts"`
+	// KnownRetention is how long an AOR stays known after its last binding
+	// is gone, so that calls to it are answered 480 Temporarily Unavailable
+	// rather than 404 Not Found. Default 24h.
+	KnownRetention time.Duration `yaml:"known_retention"`
+}
+
+// Defaults of Config, applied by SetDefaults to zero fields.
+const (
+	DefaultDefaultExpires = time.Hour
+	DefaultMinExpires     = 60 * time.Second
+	DefaultMaxExpires     = 24 * time.Hour
+	DefaultMaxContacts    = 10
+	DefaultKnownRetention = 24 * time.Hour
+)
+
+// SetDefaults fills the zero fields of c with their defaults.
+func (c *Config) SetDefaults() {
+	if c.DefaultExpires == 0 {
+		c.DefaultExpires = DefaultDefaultExpires
+	}
+	if c.MinExpires == 0 {
+		c.MinExpires = DefaultMinExpires
+	}
+	if c.MaxExpires == 0 {
+		c.MaxExpires = DefaultMaxExpires
+	}
+	if c.MaxContacts == 0 {
+		c.MaxContacts = DefaultMaxContacts
+	}
+	if c.KnownRetention == 0 {
+		c.KnownRetention = DefaultKnownRetention
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MinExpires <= 0 {
+		errs = append(errs, fmt.Errorf("min_expires (%s) must be > 0", c.MinExpires))
+	}
+	if c.MaxExpires <= 0 {
+		errs = append(errs, fmt.Errorf("max_expires (%s) must be > 0", c.MaxExpires))
+	}
+	if c.MaxExpires < c.MinExpires {
+		errs = append(errs, fmt.Errorf("max_expires (%s) must be >= min_expires (%s)", c.MaxExpires, c.MinExpires))
+	}
+	if c.DefaultExpires < c.MinExpires || c.DefaultExpires > c.MaxExpires {
+		errs = append(errs, fmt.Errorf("default_expires (%s) must be between min_expires (%s) and max_expires (%s)",
+			c.DefaultExpires, c.MinExpires, c.MaxExpires))
+	}
+	if c.MaxContacts < 1 {
+		errs = append(errs, fmt.Errorf("max_contacts (%d) must be >= 1", c.MaxContacts))
+	}
+	if c.KnownRetention < 0 {
+		errs = append(errs, fmt.Errorf("known_retention (%s) must be >= 0", c.KnownRetention))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,9 @@
+// Package registrar is sipd's location service: it keeps the bindings of
+// addresses-of-record (AORs) to contacts that REGISTER requests create
+// (RFC 3261 section 10.3), answers lookups for calls to local users, and
+// removes bindings when they expire.
+//
+// A Registrar serves the registrar.v1 gRPC API. Its state lives behind the
+// Store interface: NewMemoryStore is the embedded, sharded in-memory store;
+// a Redis store passes the same contract suite (package storetest).
+package registrar
