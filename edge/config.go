@@ -46,8 +46,10 @@ type Config struct {
 	QueueSize int `yaml:"queue_size"`
 	// MaxTransactions bounds live transactions; past it new requests get 503.
 	MaxTransactions int `yaml:"max_transactions"`
-	// Transport configures the transport layer; its listeners come from Listen.
-	Transport transport.Config `yaml:"-"`
+	// Transport tunes the transports: max_message_size, udp_read_buffer,
+	// udp_write_buffer (bytes), tcp_idle_timeout, max_connections,
+	// dial_timeout and write_timeout. Its listeners come from Listen.
+	Transport transport.Config `yaml:"transport"`
 }
 
 // Defaults of Config.

@@ -25,7 +25,7 @@ type Config struct {
 	// Listeners are the addresses to listen on, e.g. "udp:0.0.0.0:5060",
 	// "tcp:[::]:5060". IPv4 and IPv6 sockets are separate (the IPv6 socket is
 	// v6-only), so 0.0.0.0:5060 and [::]:5060 can both be listed.
-	Listeners []Listener `yaml:"listeners"`
+	Listeners []Listener `yaml:"-"`
 	// MaxMessageSize is the largest SIP message accepted, in bytes (default
 	// 65535). Larger datagrams are dropped; on a stream, a larger message (or
 	// header section) is a framing error and closes the connection.

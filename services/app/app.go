@@ -47,7 +47,6 @@ func Main(role config.Role, args []string, stderr io.Writer) int {
 	}
 	if listen != nil && *listen != "" {
 		cfg.OverrideListen(*listen)
-		cfg.Edge.SetDefaults()
 	}
 	if err := cfg.Validate(role); err != nil {
 		fmt.Fprintf(stderr, "%s: invalid configuration:\n", role)
@@ -190,16 +189,6 @@ func Run(ctx context.Context, cfg *config.Config, role config.Role, logger *slog
 			return errors.Join(fmt.Errorf("creating edge: %w", err), stopAll(g))
 		}
 		g.Go(func() error { return e.Run(ctx) })
-		g.Go(func() error {
-			select {
-			case <-e.Ready():
-				for _, l := range e.Addrs() {
-					logger.Info("sip listening", "listener", l.String())
-				}
-			case <-ctx.Done():
-			}
-			return nil
-		})
 	}
 	logger.Info("starting", "role", string(role))
 	return g.Wait()

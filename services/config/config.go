@@ -170,6 +170,8 @@ func (c *Config) OverrideListen(list string) {
 		}
 	}
 	c.Edge.Listen = ls
+	c.Edge.Transport.Listeners = nil
+	c.Edge.SetDefaults()
 }
 
 // Validate reports every problem of the sections role uses, each prefixed

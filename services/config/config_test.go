@@ -96,3 +96,11 @@ func TestOverrideListen(t *testing.T) {
 		t.Fatalf("Listen = %q", got)
 	}
 }
+
+func TestOverrideListenReplacesTransportListeners(t *testing.T) {
+	c, _ := Parse([]byte("edge: {listen: [udp:127.0.0.1:5060]}\n"))
+	c.OverrideListen("tcp:127.0.0.1:5090")
+	if len(c.Edge.Transport.Listeners) != 1 || c.Edge.Transport.Listeners[0].String() != "tcp:127.0.0.1:5090" {
+		t.Fatalf("transport listeners = %v, want [tcp:127.0.0.1:5090]", c.Edge.Transport.Listeners)
+	}
+}
