@@ -74,3 +74,5 @@ tidy: ## go mod tidy in every module
 .PHONY: clean
 clean: ## remove built binaries
 	rm -rf $(BIN)
+
+-include bench/bench.mk
