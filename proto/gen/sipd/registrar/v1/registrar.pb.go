@@ -13,6 +13,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -140,6 +141,228 @@ func (LookupStatus) EnumDescriptor() ([]byte, []int) {
 	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{1}
 }
 
+// BindingEventType says what happened to a binding.
+type BindingEventType int32
+
+const (
+	BindingEventType_BINDING_EVENT_TYPE_UNSPECIFIED BindingEventType = 0
+	BindingEventType_BINDING_EVENT_TYPE_INSERTED    BindingEventType = 1
+	BindingEventType_BINDING_EVENT_TYPE_REFRESHED   BindingEventType = 2
+	BindingEventType_BINDING_EVENT_TYPE_REMOVED     BindingEventType = 3
+	BindingEventType_BINDING_EVENT_TYPE_EXPIRED     BindingEventType = 4
+)
+
+// Enum value maps for BindingEventType.
+var (
+	BindingEventType_name = map[int32]string{
+		0: "BINDING_EVENT_TYPE_UNSPECIFIED",
+		1: "BINDING_EVENT_TYPE_INSERTED",
+		2: "BINDING_EVENT_TYPE_REFRESHED",
+		3: "BINDING_EVENT_TYPE_REMOVED",
+		4: "BINDING_EVENT_TYPE_EXPIRED",
+	}
+	BindingEventType_value = map[string]int32{
+		"BINDING_EVENT_TYPE_UNSPECIFIED": 0,
+		"BINDING_EVENT_TYPE_INSERTED":    1,
+		"BINDING_EVENT_TYPE_REFRESHED":   2,
+		"BINDING_EVENT_TYPE_REMOVED":     3,
+		"BINDING_EVENT_TYPE_EXPIRED":     4,
+	}
+)
+
+func (x BindingEventType) Enum() *BindingEventType {
+	p := new(BindingEventType)
+	*p = x
+	return p
+}
+
+func (x BindingEventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BindingEventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_sipd_registrar_v1_registrar_proto_enumTypes[2].Descriptor()
+}
+
+func (BindingEventType) Type() protoreflect.EnumType {
+	return &file_sipd_registrar_v1_registrar_proto_enumTypes[2]
+}
+
+func (x BindingEventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BindingEventType.Descriptor instead.
+func (BindingEventType) EnumDescriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{2}
+}
+
+// DigestCredentials are the fields of an Authorization or
+// Proxy-Authorization header (RFC 3261 section 22, RFC 8760).
+type DigestCredentials struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Realm    string                 `protobuf:"bytes,2,opt,name=realm,proto3" json:"realm,omitempty"`
+	Nonce    string                 `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Uri      string                 `protobuf:"bytes,4,opt,name=uri,proto3" json:"uri,omitempty"`
+	Response string                 `protobuf:"bytes,5,opt,name=response,proto3" json:"response,omitempty"`
+	// Algorithm is MD5 (also when absent) or SHA-256.
+	Algorithm string `protobuf:"bytes,6,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	Cnonce    string `protobuf:"bytes,7,opt,name=cnonce,proto3" json:"cnonce,omitempty"`
+	Opaque    string `protobuf:"bytes,8,opt,name=opaque,proto3" json:"opaque,omitempty"`
+	Qop       string `protobuf:"bytes,9,opt,name=qop,proto3" json:"qop,omitempty"`
+	// Nc is the nonce count, as the 8 hex digits sent.
+	Nc            string `protobuf:"bytes,10,opt,name=nc,proto3" json:"nc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestCredentials) Reset() {
+	*x = DigestCredentials{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestCredentials) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestCredentials) ProtoMessage() {}
+
+func (x *DigestCredentials) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestCredentials.ProtoReflect.Descriptor instead.
+func (*DigestCredentials) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DigestCredentials) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetRealm() string {
+	if x != nil {
+		return x.Realm
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetResponse() string {
+	if x != nil {
+		return x.Response
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetCnonce() string {
+	if x != nil {
+		return x.Cnonce
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetOpaque() string {
+	if x != nil {
+		return x.Opaque
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetQop() string {
+	if x != nil {
+		return x.Qop
+	}
+	return ""
+}
+
+func (x *DigestCredentials) GetNc() string {
+	if x != nil {
+		return x.Nc
+	}
+	return ""
+}
+
+// Challenge is one WWW-Authenticate or Proxy-Authenticate value to send.
+type Challenge struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Value is the header value, e.g. `Digest realm="example.net", ...`.
+	Value         string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Challenge) Reset() {
+	*x = Challenge{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Challenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Challenge) ProtoMessage() {}
+
+func (x *Challenge) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
+func (*Challenge) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Challenge) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // Flow is where a message came from: the edge that received it, the
 // transport, the source address and the edge's connection id for
 // connection-oriented transports (RFC 5626 flow).
@@ -160,7 +383,7 @@ type Flow struct {
 
 func (x *Flow) Reset() {
 	*x = Flow{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[0]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -172,7 +395,7 @@ func (x *Flow) String() string {
 func (*Flow) ProtoMessage() {}
 
 func (x *Flow) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[0]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -185,7 +408,7 @@ func (x *Flow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Flow.ProtoReflect.Descriptor instead.
 func (*Flow) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{0}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Flow) GetEdge() string {
@@ -243,7 +466,7 @@ type ContactUpdate struct {
 
 func (x *ContactUpdate) Reset() {
 	*x = ContactUpdate{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[1]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +478,7 @@ func (x *ContactUpdate) String() string {
 func (*ContactUpdate) ProtoMessage() {}
 
 func (x *ContactUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[1]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +491,7 @@ func (x *ContactUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactUpdate.ProtoReflect.Descriptor instead.
 func (*ContactUpdate) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{1}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ContactUpdate) GetUri() string {
@@ -324,14 +547,21 @@ type RegisterRequest struct {
 	// Flow is where the REGISTER was received.
 	Flow *Flow `protobuf:"bytes,8,opt,name=flow,proto3" json:"flow,omitempty"`
 	// UserAgent is the User-Agent header, informational.
-	UserAgent     string `protobuf:"bytes,9,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	UserAgent string `protobuf:"bytes,9,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	// Credentials are the REGISTER's Authorization header for this realm, if any.
+	Credentials *DigestCredentials `protobuf:"bytes,10,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	// Trusted is true when the source is in the edge's trusted networks, so
+	// no authentication is asked.
+	Trusted bool `protobuf:"varint,11,opt,name=trusted,proto3" json:"trusted,omitempty"`
+	// RequestUri is the REGISTER's Request-URI (digest-uri checks).
+	RequestUri    string `protobuf:"bytes,12,opt,name=request_uri,json=requestUri,proto3" json:"request_uri,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[2]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +573,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[2]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +586,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{2}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterRequest) GetAor() string {
@@ -422,6 +652,27 @@ func (x *RegisterRequest) GetUserAgent() string {
 	return ""
 }
 
+func (x *RegisterRequest) GetCredentials() *DigestCredentials {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+func (x *RegisterRequest) GetTrusted() bool {
+	if x != nil {
+		return x.Trusted
+	}
+	return false
+}
+
+func (x *RegisterRequest) GetRequestUri() string {
+	if x != nil {
+		return x.RequestUri
+	}
+	return ""
+}
+
 // Binding is one contact of an AOR as stored.
 type Binding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -445,7 +696,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[3]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +708,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[3]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +721,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{3}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Binding) GetUri() string {
@@ -560,14 +811,16 @@ type RegisterResponse struct {
 	// MinExpires is set with 423 Interval Too Brief.
 	MinExpires *durationpb.Duration `protobuf:"bytes,4,opt,name=min_expires,json=minExpires,proto3" json:"min_expires,omitempty"`
 	// RetryAfter is set with 503.
-	RetryAfter    *durationpb.Duration `protobuf:"bytes,5,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	RetryAfter *durationpb.Duration `protobuf:"bytes,5,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// Challenges are set with 401: one per supported algorithm.
+	Challenges    []*Challenge `protobuf:"bytes,6,rep,name=challenges,proto3" json:"challenges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[4]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +832,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[4]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +845,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{4}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterResponse) GetCode() int32 {
@@ -630,6 +883,13 @@ func (x *RegisterResponse) GetRetryAfter() *durationpb.Duration {
 	return nil
 }
 
+func (x *RegisterResponse) GetChallenges() []*Challenge {
+	if x != nil {
+		return x.Challenges
+	}
+	return nil
+}
+
 type LookupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Aor           string                 `protobuf:"bytes,1,opt,name=aor,proto3" json:"aor,omitempty"`
@@ -639,7 +899,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[5]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +911,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[5]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +924,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{5}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LookupRequest) GetAor() string {
@@ -685,7 +945,7 @@ type LookupResponse struct {
 
 func (x *LookupResponse) Reset() {
 	*x = LookupResponse{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[6]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +957,7 @@ func (x *LookupResponse) String() string {
 func (*LookupResponse) ProtoMessage() {}
 
 func (x *LookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[6]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +970,7 @@ func (x *LookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
 func (*LookupResponse) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{6}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LookupResponse) GetStatus() LookupStatus {
@@ -738,7 +998,7 @@ type UnregisterRequest struct {
 
 func (x *UnregisterRequest) Reset() {
 	*x = UnregisterRequest{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[7]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +1010,7 @@ func (x *UnregisterRequest) String() string {
 func (*UnregisterRequest) ProtoMessage() {}
 
 func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[7]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +1023,7 @@ func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterRequest) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{7}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UnregisterRequest) GetAor() string {
@@ -790,7 +1050,7 @@ type UnregisterResponse struct {
 
 func (x *UnregisterResponse) Reset() {
 	*x = UnregisterResponse{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[8]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1062,7 @@ func (x *UnregisterResponse) String() string {
 func (*UnregisterResponse) ProtoMessage() {}
 
 func (x *UnregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[8]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1075,7 @@ func (x *UnregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterResponse.ProtoReflect.Descriptor instead.
 func (*UnregisterResponse) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{8}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UnregisterResponse) GetRemoved() int32 {
@@ -837,7 +1097,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[9]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +1109,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[9]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +1122,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{9}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRequest) GetPageSize() int32 {
@@ -890,7 +1150,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[10]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1162,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[10]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1175,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{10}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Record) GetAor() string {
@@ -942,7 +1202,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[11]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1214,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[11]
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1227,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{11}
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListResponse) GetRecords() []*Record {
@@ -984,11 +1244,1069 @@ func (x *ListResponse) GetNextPageToken() string {
 	return ""
 }
 
+type AuthenticateRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Method     string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	RequestUri string                 `protobuf:"bytes,2,opt,name=request_uri,json=requestUri,proto3" json:"request_uri,omitempty"`
+	// FromUri identifies the caller, "sip:user@domain".
+	FromUri       string             `protobuf:"bytes,3,opt,name=from_uri,json=fromUri,proto3" json:"from_uri,omitempty"`
+	Credentials   *DigestCredentials `protobuf:"bytes,4,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateRequest) Reset() {
+	*x = AuthenticateRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateRequest) ProtoMessage() {}
+
+func (x *AuthenticateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateRequest.ProtoReflect.Descriptor instead.
+func (*AuthenticateRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuthenticateRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AuthenticateRequest) GetRequestUri() string {
+	if x != nil {
+		return x.RequestUri
+	}
+	return ""
+}
+
+func (x *AuthenticateRequest) GetFromUri() string {
+	if x != nil {
+		return x.FromUri
+	}
+	return ""
+}
+
+func (x *AuthenticateRequest) GetCredentials() *DigestCredentials {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type AuthenticateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Code is 200 when the credentials are good, 407 with challenges when
+	// they are missing or stale, 403 when they are wrong or forbidden.
+	Code       int32        `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Reason     string       `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Challenges []*Challenge `protobuf:"bytes,3,rep,name=challenges,proto3" json:"challenges,omitempty"`
+	// Identity is the authenticated "sip:user@domain".
+	Identity      string `protobuf:"bytes,4,opt,name=identity,proto3" json:"identity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateResponse) Reset() {
+	*x = AuthenticateResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateResponse) ProtoMessage() {}
+
+func (x *AuthenticateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateResponse.ProtoReflect.Descriptor instead.
+func (*AuthenticateResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AuthenticateResponse) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *AuthenticateResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuthenticateResponse) GetChallenges() []*Challenge {
+	if x != nil {
+		return x.Challenges
+	}
+	return nil
+}
+
+func (x *AuthenticateResponse) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+type AddContactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Aor           string                 `protobuf:"bytes,1,opt,name=aor,proto3" json:"aor,omitempty"`
+	Contact       *ContactUpdate         `protobuf:"bytes,2,opt,name=contact,proto3" json:"contact,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddContactRequest) Reset() {
+	*x = AddContactRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddContactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddContactRequest) ProtoMessage() {}
+
+func (x *AddContactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddContactRequest.ProtoReflect.Descriptor instead.
+func (*AddContactRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AddContactRequest) GetAor() string {
+	if x != nil {
+		return x.Aor
+	}
+	return ""
+}
+
+func (x *AddContactRequest) GetContact() *ContactUpdate {
+	if x != nil {
+		return x.Contact
+	}
+	return nil
+}
+
+type AddContactResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bindings      []*Binding             `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddContactResponse) Reset() {
+	*x = AddContactResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddContactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddContactResponse) ProtoMessage() {}
+
+func (x *AddContactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddContactResponse.ProtoReflect.Descriptor instead.
+func (*AddContactResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AddContactResponse) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+type FlushRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushRequest) Reset() {
+	*x = FlushRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushRequest) ProtoMessage() {}
+
+func (x *FlushRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
+func (*FlushRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{18}
+}
+
+type FlushResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RemovedAors   int32                  `protobuf:"varint,1,opt,name=removed_aors,json=removedAors,proto3" json:"removed_aors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushResponse) Reset() {
+	*x = FlushResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushResponse) ProtoMessage() {}
+
+func (x *FlushResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
+func (*FlushResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FlushResponse) GetRemovedAors() int32 {
+	if x != nil {
+		return x.RemovedAors
+	}
+	return 0
+}
+
+// Domain is a served SIP domain.
+type Domain struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Realm is the digest realm; empty means the domain name.
+	Realm string `protobuf:"bytes,2,opt,name=realm,proto3" json:"realm,omitempty"`
+	// AuthRequired asks credentials from untrusted sources (default true).
+	AuthRequired  bool `protobuf:"varint,3,opt,name=auth_required,json=authRequired,proto3" json:"auth_required,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Domain) Reset() {
+	*x = Domain{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Domain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Domain) ProtoMessage() {}
+
+func (x *Domain) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Domain.ProtoReflect.Descriptor instead.
+func (*Domain) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Domain) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Domain) GetRealm() string {
+	if x != nil {
+		return x.Realm
+	}
+	return ""
+}
+
+func (x *Domain) GetAuthRequired() bool {
+	if x != nil {
+		return x.AuthRequired
+	}
+	return false
+}
+
+type PutDomainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        *Domain                `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutDomainRequest) Reset() {
+	*x = PutDomainRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutDomainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutDomainRequest) ProtoMessage() {}
+
+func (x *PutDomainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutDomainRequest.ProtoReflect.Descriptor instead.
+func (*PutDomainRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PutDomainRequest) GetDomain() *Domain {
+	if x != nil {
+		return x.Domain
+	}
+	return nil
+}
+
+type PutDomainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutDomainResponse) Reset() {
+	*x = PutDomainResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutDomainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutDomainResponse) ProtoMessage() {}
+
+func (x *PutDomainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutDomainResponse.ProtoReflect.Descriptor instead.
+func (*PutDomainResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{22}
+}
+
+type DeleteDomainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteDomainRequest) Reset() {
+	*x = DeleteDomainRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteDomainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteDomainRequest) ProtoMessage() {}
+
+func (x *DeleteDomainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteDomainRequest.ProtoReflect.Descriptor instead.
+func (*DeleteDomainRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeleteDomainRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteDomainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteDomainResponse) Reset() {
+	*x = DeleteDomainResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteDomainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteDomainResponse) ProtoMessage() {}
+
+func (x *DeleteDomainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteDomainResponse.ProtoReflect.Descriptor instead.
+func (*DeleteDomainResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{24}
+}
+
+type ListDomainsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDomainsRequest) Reset() {
+	*x = ListDomainsRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDomainsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDomainsRequest) ProtoMessage() {}
+
+func (x *ListDomainsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDomainsRequest.ProtoReflect.Descriptor instead.
+func (*ListDomainsRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{25}
+}
+
+type ListDomainsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domains       []*Domain              `protobuf:"bytes,1,rep,name=domains,proto3" json:"domains,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDomainsResponse) Reset() {
+	*x = ListDomainsResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDomainsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDomainsResponse) ProtoMessage() {}
+
+func (x *ListDomainsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDomainsResponse.ProtoReflect.Descriptor instead.
+func (*ListDomainsResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListDomainsResponse) GetDomains() []*Domain {
+	if x != nil {
+		return x.Domains
+	}
+	return nil
+}
+
+// User is a subscriber of a domain.
+type User struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Domain   string                 `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Password, when set, is hashed into HA1 values and not stored.
+	Password string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	// Ha1Md5 is MD5(username:realm:password) in hex.
+	Ha1Md5 string `protobuf:"bytes,4,opt,name=ha1_md5,json=ha1Md5,proto3" json:"ha1_md5,omitempty"`
+	// Ha1Sha256 is SHA-256(username:realm:password) in hex.
+	Ha1Sha256     string `protobuf:"bytes,5,opt,name=ha1_sha256,json=ha1Sha256,proto3" json:"ha1_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *User) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *User) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *User) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *User) GetHa1Md5() string {
+	if x != nil {
+		return x.Ha1Md5
+	}
+	return ""
+}
+
+func (x *User) GetHa1Sha256() string {
+	if x != nil {
+		return x.Ha1Sha256
+	}
+	return ""
+}
+
+type PutUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutUserRequest) Reset() {
+	*x = PutUserRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutUserRequest) ProtoMessage() {}
+
+func (x *PutUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutUserRequest.ProtoReflect.Descriptor instead.
+func (*PutUserRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PutUserRequest) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+type PutUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutUserResponse) Reset() {
+	*x = PutUserResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutUserResponse) ProtoMessage() {}
+
+func (x *PutUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutUserResponse.ProtoReflect.Descriptor instead.
+func (*PutUserResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{29}
+}
+
+type DeleteUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Domain        string                 `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserRequest) Reset() {
+	*x = DeleteUserRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserRequest) ProtoMessage() {}
+
+func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DeleteUserRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *DeleteUserRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+type DeleteUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserResponse) Reset() {
+	*x = DeleteUserResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserResponse) ProtoMessage() {}
+
+func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{31}
+}
+
+type ListUsersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListUsersRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+type ListUsersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Users carry no password or HA1.
+	Users         []*User `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+// BindingEvent is published on NATS for every binding change; it is the
+// feed cross-site replication consumes. Versions increase per AOR.
+type BindingEvent struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Aor     string                 `protobuf:"bytes,1,opt,name=aor,proto3" json:"aor,omitempty"`
+	Type    BindingEventType       `protobuf:"varint,2,opt,name=type,proto3,enum=sipd.registrar.v1.BindingEventType" json:"type,omitempty"`
+	Binding *Binding               `protobuf:"bytes,3,opt,name=binding,proto3" json:"binding,omitempty"`
+	// Version is the AOR record's version after the change.
+	Version uint64                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	At      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	// Origin names the site and registrar instance that made the change.
+	Origin        string `protobuf:"bytes,6,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindingEvent) Reset() {
+	*x = BindingEvent{}
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindingEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindingEvent) ProtoMessage() {}
+
+func (x *BindingEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_registrar_v1_registrar_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindingEvent.ProtoReflect.Descriptor instead.
+func (*BindingEvent) Descriptor() ([]byte, []int) {
+	return file_sipd_registrar_v1_registrar_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *BindingEvent) GetAor() string {
+	if x != nil {
+		return x.Aor
+	}
+	return ""
+}
+
+func (x *BindingEvent) GetType() BindingEventType {
+	if x != nil {
+		return x.Type
+	}
+	return BindingEventType_BINDING_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *BindingEvent) GetBinding() *Binding {
+	if x != nil {
+		return x.Binding
+	}
+	return nil
+}
+
+func (x *BindingEvent) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *BindingEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *BindingEvent) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
 var File_sipd_registrar_v1_registrar_proto protoreflect.FileDescriptor
 
 const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\n" +
-	"!sipd/registrar/v1/registrar.proto\x12\x11sipd.registrar.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa9\x01\n" +
+	"!sipd/registrar/v1/registrar.proto\x12\x11sipd.registrar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n" +
+	"\x11DigestCredentials\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x14\n" +
+	"\x05realm\x18\x02 \x01(\tR\x05realm\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\tR\x05nonce\x12\x10\n" +
+	"\x03uri\x18\x04 \x01(\tR\x03uri\x12\x1a\n" +
+	"\bresponse\x18\x05 \x01(\tR\bresponse\x12\x1c\n" +
+	"\talgorithm\x18\x06 \x01(\tR\talgorithm\x12\x16\n" +
+	"\x06cnonce\x18\a \x01(\tR\x06cnonce\x12\x16\n" +
+	"\x06opaque\x18\b \x01(\tR\x06opaque\x12\x10\n" +
+	"\x03qop\x18\t \x01(\tR\x03qop\x12\x0e\n" +
+	"\x02nc\x18\n" +
+	" \x01(\tR\x02nc\"!\n" +
+	"\tChallenge\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\"\xa9\x01\n" +
 	"\x04Flow\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12:\n" +
 	"\ttransport\x18\x02 \x01(\x0e2\x1c.sipd.registrar.v1.TransportR\ttransport\x12\x16\n" +
@@ -1000,7 +2318,7 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\aexpires\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aexpires\x12\f\n" +
 	"\x01q\x18\x03 \x01(\x05R\x01q\x12\x1a\n" +
 	"\binstance\x18\x04 \x01(\tR\binstance\x12\x15\n" +
-	"\x06reg_id\x18\x05 \x01(\x05R\x05regId\"\xbf\x02\n" +
+	"\x06reg_id\x18\x05 \x01(\x05R\x05regId\"\xc2\x03\n" +
 	"\x0fRegisterRequest\x12\x10\n" +
 	"\x03aor\x18\x01 \x01(\tR\x03aor\x12\x17\n" +
 	"\acall_id\x18\x02 \x01(\tR\x06callId\x12\x12\n" +
@@ -1011,7 +2329,12 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\x04path\x18\a \x03(\tR\x04path\x12+\n" +
 	"\x04flow\x18\b \x01(\v2\x17.sipd.registrar.v1.FlowR\x04flow\x12\x1d\n" +
 	"\n" +
-	"user_agent\x18\t \x01(\tR\tuserAgent\"\xba\x02\n" +
+	"user_agent\x18\t \x01(\tR\tuserAgent\x12F\n" +
+	"\vcredentials\x18\n" +
+	" \x01(\v2$.sipd.registrar.v1.DigestCredentialsR\vcredentials\x12\x18\n" +
+	"\atrusted\x18\v \x01(\bR\atrusted\x12\x1f\n" +
+	"\vrequest_uri\x18\f \x01(\tR\n" +
+	"requestUri\"\xba\x02\n" +
 	"\aBinding\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x123\n" +
 	"\aexpires\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aexpires\x12\f\n" +
@@ -1025,7 +2348,7 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\n" +
 	"user_agent\x18\n" +
 	" \x01(\tR\tuserAgent\x12\x1a\n" +
-	"\breceived\x18\v \x01(\tR\breceived\"\xee\x01\n" +
+	"\breceived\x18\v \x01(\tR\breceived\"\xac\x02\n" +
 	"\x10RegisterResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x126\n" +
@@ -1033,7 +2356,10 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\vmin_expires\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"minExpires\x12:\n" +
 	"\vretry_after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"!\n" +
+	"retryAfter\x12<\n" +
+	"\n" +
+	"challenges\x18\x06 \x03(\v2\x1c.sipd.registrar.v1.ChallengeR\n" +
+	"challenges\"!\n" +
 	"\rLookupRequest\x12\x10\n" +
 	"\x03aor\x18\x01 \x01(\tR\x03aor\"\x81\x01\n" +
 	"\x0eLookupResponse\x127\n" +
@@ -1054,7 +2380,66 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\bbindings\x18\x02 \x03(\v2\x1a.sipd.registrar.v1.BindingR\bbindings\"k\n" +
 	"\fListResponse\x123\n" +
 	"\arecords\x18\x01 \x03(\v2\x19.sipd.registrar.v1.RecordR\arecords\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x84\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb1\x01\n" +
+	"\x13AuthenticateRequest\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1f\n" +
+	"\vrequest_uri\x18\x02 \x01(\tR\n" +
+	"requestUri\x12\x19\n" +
+	"\bfrom_uri\x18\x03 \x01(\tR\afromUri\x12F\n" +
+	"\vcredentials\x18\x04 \x01(\v2$.sipd.registrar.v1.DigestCredentialsR\vcredentials\"\x9c\x01\n" +
+	"\x14AuthenticateResponse\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12<\n" +
+	"\n" +
+	"challenges\x18\x03 \x03(\v2\x1c.sipd.registrar.v1.ChallengeR\n" +
+	"challenges\x12\x1a\n" +
+	"\bidentity\x18\x04 \x01(\tR\bidentity\"a\n" +
+	"\x11AddContactRequest\x12\x10\n" +
+	"\x03aor\x18\x01 \x01(\tR\x03aor\x12:\n" +
+	"\acontact\x18\x02 \x01(\v2 .sipd.registrar.v1.ContactUpdateR\acontact\"L\n" +
+	"\x12AddContactResponse\x126\n" +
+	"\bbindings\x18\x01 \x03(\v2\x1a.sipd.registrar.v1.BindingR\bbindings\"\x0e\n" +
+	"\fFlushRequest\"2\n" +
+	"\rFlushResponse\x12!\n" +
+	"\fremoved_aors\x18\x01 \x01(\x05R\vremovedAors\"W\n" +
+	"\x06Domain\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05realm\x18\x02 \x01(\tR\x05realm\x12#\n" +
+	"\rauth_required\x18\x03 \x01(\bR\fauthRequired\"E\n" +
+	"\x10PutDomainRequest\x121\n" +
+	"\x06domain\x18\x01 \x01(\v2\x19.sipd.registrar.v1.DomainR\x06domain\"\x13\n" +
+	"\x11PutDomainResponse\")\n" +
+	"\x13DeleteDomainRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14DeleteDomainResponse\"\x14\n" +
+	"\x12ListDomainsRequest\"J\n" +
+	"\x13ListDomainsResponse\x123\n" +
+	"\adomains\x18\x01 \x03(\v2\x19.sipd.registrar.v1.DomainR\adomains\"\x8e\x01\n" +
+	"\x04User\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\x12\x17\n" +
+	"\aha1_md5\x18\x04 \x01(\tR\x06ha1Md5\x12\x1d\n" +
+	"\n" +
+	"ha1_sha256\x18\x05 \x01(\tR\tha1Sha256\"=\n" +
+	"\x0ePutUserRequest\x12+\n" +
+	"\x04user\x18\x01 \x01(\v2\x17.sipd.registrar.v1.UserR\x04user\"\x11\n" +
+	"\x0fPutUserResponse\"G\n" +
+	"\x11DeleteUserRequest\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\"\x14\n" +
+	"\x12DeleteUserResponse\"*\n" +
+	"\x10ListUsersRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\"B\n" +
+	"\x11ListUsersResponse\x12-\n" +
+	"\x05users\x18\x01 \x03(\v2\x17.sipd.registrar.v1.UserR\x05users\"\xed\x01\n" +
+	"\fBindingEvent\x12\x10\n" +
+	"\x03aor\x18\x01 \x01(\tR\x03aor\x127\n" +
+	"\x04type\x18\x02 \x01(\x0e2#.sipd.registrar.v1.BindingEventTypeR\x04type\x124\n" +
+	"\abinding\x18\x03 \x01(\v2\x1a.sipd.registrar.v1.BindingR\abinding\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06origin\x18\x06 \x01(\tR\x06origin*\x84\x01\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRANSPORT_UDP\x10\x01\x12\x11\n" +
@@ -1066,13 +2451,30 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\x19LOOKUP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13LOOKUP_STATUS_FOUND\x10\x01\x12\x1d\n" +
 	"\x19LOOKUP_STATUS_NO_CONTACTS\x10\x02\x12\x19\n" +
-	"\x15LOOKUP_STATUS_UNKNOWN\x10\x032\xda\x02\n" +
+	"\x15LOOKUP_STATUS_UNKNOWN\x10\x03*\xb9\x01\n" +
+	"\x10BindingEventType\x12\"\n" +
+	"\x1eBINDING_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bBINDING_EVENT_TYPE_INSERTED\x10\x01\x12 \n" +
+	"\x1cBINDING_EVENT_TYPE_REFRESHED\x10\x02\x12\x1e\n" +
+	"\x1aBINDING_EVENT_TYPE_REMOVED\x10\x03\x12\x1e\n" +
+	"\x1aBINDING_EVENT_TYPE_EXPIRED\x10\x042\xfe\b\n" +
 	"\x10RegistrarService\x12S\n" +
 	"\bRegister\x12\".sipd.registrar.v1.RegisterRequest\x1a#.sipd.registrar.v1.RegisterResponse\x12M\n" +
 	"\x06Lookup\x12 .sipd.registrar.v1.LookupRequest\x1a!.sipd.registrar.v1.LookupResponse\x12Y\n" +
 	"\n" +
 	"Unregister\x12$.sipd.registrar.v1.UnregisterRequest\x1a%.sipd.registrar.v1.UnregisterResponse\x12G\n" +
-	"\x04List\x12\x1e.sipd.registrar.v1.ListRequest\x1a\x1f.sipd.registrar.v1.ListResponseB>Z<github.com/sipd/sipd/proto/gen/sipd/registrar/v1;registrarv1b\x06proto3"
+	"\x04List\x12\x1e.sipd.registrar.v1.ListRequest\x1a\x1f.sipd.registrar.v1.ListResponse\x12_\n" +
+	"\fAuthenticate\x12&.sipd.registrar.v1.AuthenticateRequest\x1a'.sipd.registrar.v1.AuthenticateResponse\x12Y\n" +
+	"\n" +
+	"AddContact\x12$.sipd.registrar.v1.AddContactRequest\x1a%.sipd.registrar.v1.AddContactResponse\x12J\n" +
+	"\x05Flush\x12\x1f.sipd.registrar.v1.FlushRequest\x1a .sipd.registrar.v1.FlushResponse\x12V\n" +
+	"\tPutDomain\x12#.sipd.registrar.v1.PutDomainRequest\x1a$.sipd.registrar.v1.PutDomainResponse\x12_\n" +
+	"\fDeleteDomain\x12&.sipd.registrar.v1.DeleteDomainRequest\x1a'.sipd.registrar.v1.DeleteDomainResponse\x12\\\n" +
+	"\vListDomains\x12%.sipd.registrar.v1.ListDomainsRequest\x1a&.sipd.registrar.v1.ListDomainsResponse\x12P\n" +
+	"\aPutUser\x12!.sipd.registrar.v1.PutUserRequest\x1a\".sipd.registrar.v1.PutUserResponse\x12Y\n" +
+	"\n" +
+	"DeleteUser\x12$.sipd.registrar.v1.DeleteUserRequest\x1a%.sipd.registrar.v1.DeleteUserResponse\x12V\n" +
+	"\tListUsers\x12#.sipd.registrar.v1.ListUsersRequest\x1a$.sipd.registrar.v1.ListUsersResponseB>Z<github.com/sipd/sipd/proto/gen/sipd/registrar/v1;registrarv1b\x06proto3"
 
 var (
 	file_sipd_registrar_v1_registrar_proto_rawDescOnce sync.Once
@@ -1086,53 +2488,109 @@ func file_sipd_registrar_v1_registrar_proto_rawDescGZIP() []byte {
 	return file_sipd_registrar_v1_registrar_proto_rawDescData
 }
 
-var file_sipd_registrar_v1_registrar_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sipd_registrar_v1_registrar_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sipd_registrar_v1_registrar_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sipd_registrar_v1_registrar_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_sipd_registrar_v1_registrar_proto_goTypes = []any{
-	(Transport)(0),              // 0: sipd.registrar.v1.Transport
-	(LookupStatus)(0),           // 1: sipd.registrar.v1.LookupStatus
-	(*Flow)(nil),                // 2: sipd.registrar.v1.Flow
-	(*ContactUpdate)(nil),       // 3: sipd.registrar.v1.ContactUpdate
-	(*RegisterRequest)(nil),     // 4: sipd.registrar.v1.RegisterRequest
-	(*Binding)(nil),             // 5: sipd.registrar.v1.Binding
-	(*RegisterResponse)(nil),    // 6: sipd.registrar.v1.RegisterResponse
-	(*LookupRequest)(nil),       // 7: sipd.registrar.v1.LookupRequest
-	(*LookupResponse)(nil),      // 8: sipd.registrar.v1.LookupResponse
-	(*UnregisterRequest)(nil),   // 9: sipd.registrar.v1.UnregisterRequest
-	(*UnregisterResponse)(nil),  // 10: sipd.registrar.v1.UnregisterResponse
-	(*ListRequest)(nil),         // 11: sipd.registrar.v1.ListRequest
-	(*Record)(nil),              // 12: sipd.registrar.v1.Record
-	(*ListResponse)(nil),        // 13: sipd.registrar.v1.ListResponse
-	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	(Transport)(0),                // 0: sipd.registrar.v1.Transport
+	(LookupStatus)(0),             // 1: sipd.registrar.v1.LookupStatus
+	(BindingEventType)(0),         // 2: sipd.registrar.v1.BindingEventType
+	(*DigestCredentials)(nil),     // 3: sipd.registrar.v1.DigestCredentials
+	(*Challenge)(nil),             // 4: sipd.registrar.v1.Challenge
+	(*Flow)(nil),                  // 5: sipd.registrar.v1.Flow
+	(*ContactUpdate)(nil),         // 6: sipd.registrar.v1.ContactUpdate
+	(*RegisterRequest)(nil),       // 7: sipd.registrar.v1.RegisterRequest
+	(*Binding)(nil),               // 8: sipd.registrar.v1.Binding
+	(*RegisterResponse)(nil),      // 9: sipd.registrar.v1.RegisterResponse
+	(*LookupRequest)(nil),         // 10: sipd.registrar.v1.LookupRequest
+	(*LookupResponse)(nil),        // 11: sipd.registrar.v1.LookupResponse
+	(*UnregisterRequest)(nil),     // 12: sipd.registrar.v1.UnregisterRequest
+	(*UnregisterResponse)(nil),    // 13: sipd.registrar.v1.UnregisterResponse
+	(*ListRequest)(nil),           // 14: sipd.registrar.v1.ListRequest
+	(*Record)(nil),                // 15: sipd.registrar.v1.Record
+	(*ListResponse)(nil),          // 16: sipd.registrar.v1.ListResponse
+	(*AuthenticateRequest)(nil),   // 17: sipd.registrar.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),  // 18: sipd.registrar.v1.AuthenticateResponse
+	(*AddContactRequest)(nil),     // 19: sipd.registrar.v1.AddContactRequest
+	(*AddContactResponse)(nil),    // 20: sipd.registrar.v1.AddContactResponse
+	(*FlushRequest)(nil),          // 21: sipd.registrar.v1.FlushRequest
+	(*FlushResponse)(nil),         // 22: sipd.registrar.v1.FlushResponse
+	(*Domain)(nil),                // 23: sipd.registrar.v1.Domain
+	(*PutDomainRequest)(nil),      // 24: sipd.registrar.v1.PutDomainRequest
+	(*PutDomainResponse)(nil),     // 25: sipd.registrar.v1.PutDomainResponse
+	(*DeleteDomainRequest)(nil),   // 26: sipd.registrar.v1.DeleteDomainRequest
+	(*DeleteDomainResponse)(nil),  // 27: sipd.registrar.v1.DeleteDomainResponse
+	(*ListDomainsRequest)(nil),    // 28: sipd.registrar.v1.ListDomainsRequest
+	(*ListDomainsResponse)(nil),   // 29: sipd.registrar.v1.ListDomainsResponse
+	(*User)(nil),                  // 30: sipd.registrar.v1.User
+	(*PutUserRequest)(nil),        // 31: sipd.registrar.v1.PutUserRequest
+	(*PutUserResponse)(nil),       // 32: sipd.registrar.v1.PutUserResponse
+	(*DeleteUserRequest)(nil),     // 33: sipd.registrar.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),    // 34: sipd.registrar.v1.DeleteUserResponse
+	(*ListUsersRequest)(nil),      // 35: sipd.registrar.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),     // 36: sipd.registrar.v1.ListUsersResponse
+	(*BindingEvent)(nil),          // 37: sipd.registrar.v1.BindingEvent
+	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
 }
 var file_sipd_registrar_v1_registrar_proto_depIdxs = []int32{
 	0,  // 0: sipd.registrar.v1.Flow.transport:type_name -> sipd.registrar.v1.Transport
-	14, // 1: sipd.registrar.v1.ContactUpdate.expires:type_name -> google.protobuf.Duration
-	3,  // 2: sipd.registrar.v1.RegisterRequest.contacts:type_name -> sipd.registrar.v1.ContactUpdate
-	14, // 3: sipd.registrar.v1.RegisterRequest.expires:type_name -> google.protobuf.Duration
-	2,  // 4: sipd.registrar.v1.RegisterRequest.flow:type_name -> sipd.registrar.v1.Flow
-	14, // 5: sipd.registrar.v1.Binding.expires:type_name -> google.protobuf.Duration
-	2,  // 6: sipd.registrar.v1.Binding.flow:type_name -> sipd.registrar.v1.Flow
-	5,  // 7: sipd.registrar.v1.RegisterResponse.bindings:type_name -> sipd.registrar.v1.Binding
-	14, // 8: sipd.registrar.v1.RegisterResponse.min_expires:type_name -> google.protobuf.Duration
-	14, // 9: sipd.registrar.v1.RegisterResponse.retry_after:type_name -> google.protobuf.Duration
-	1,  // 10: sipd.registrar.v1.LookupResponse.status:type_name -> sipd.registrar.v1.LookupStatus
-	5,  // 11: sipd.registrar.v1.LookupResponse.bindings:type_name -> sipd.registrar.v1.Binding
-	5,  // 12: sipd.registrar.v1.Record.bindings:type_name -> sipd.registrar.v1.Binding
-	12, // 13: sipd.registrar.v1.ListResponse.records:type_name -> sipd.registrar.v1.Record
-	4,  // 14: sipd.registrar.v1.RegistrarService.Register:input_type -> sipd.registrar.v1.RegisterRequest
-	7,  // 15: sipd.registrar.v1.RegistrarService.Lookup:input_type -> sipd.registrar.v1.LookupRequest
-	9,  // 16: sipd.registrar.v1.RegistrarService.Unregister:input_type -> sipd.registrar.v1.UnregisterRequest
-	11, // 17: sipd.registrar.v1.RegistrarService.List:input_type -> sipd.registrar.v1.ListRequest
-	6,  // 18: sipd.registrar.v1.RegistrarService.Register:output_type -> sipd.registrar.v1.RegisterResponse
-	8,  // 19: sipd.registrar.v1.RegistrarService.Lookup:output_type -> sipd.registrar.v1.LookupResponse
-	10, // 20: sipd.registrar.v1.RegistrarService.Unregister:output_type -> sipd.registrar.v1.UnregisterResponse
-	13, // 21: sipd.registrar.v1.RegistrarService.List:output_type -> sipd.registrar.v1.ListResponse
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	38, // 1: sipd.registrar.v1.ContactUpdate.expires:type_name -> google.protobuf.Duration
+	6,  // 2: sipd.registrar.v1.RegisterRequest.contacts:type_name -> sipd.registrar.v1.ContactUpdate
+	38, // 3: sipd.registrar.v1.RegisterRequest.expires:type_name -> google.protobuf.Duration
+	5,  // 4: sipd.registrar.v1.RegisterRequest.flow:type_name -> sipd.registrar.v1.Flow
+	3,  // 5: sipd.registrar.v1.RegisterRequest.credentials:type_name -> sipd.registrar.v1.DigestCredentials
+	38, // 6: sipd.registrar.v1.Binding.expires:type_name -> google.protobuf.Duration
+	5,  // 7: sipd.registrar.v1.Binding.flow:type_name -> sipd.registrar.v1.Flow
+	8,  // 8: sipd.registrar.v1.RegisterResponse.bindings:type_name -> sipd.registrar.v1.Binding
+	38, // 9: sipd.registrar.v1.RegisterResponse.min_expires:type_name -> google.protobuf.Duration
+	38, // 10: sipd.registrar.v1.RegisterResponse.retry_after:type_name -> google.protobuf.Duration
+	4,  // 11: sipd.registrar.v1.RegisterResponse.challenges:type_name -> sipd.registrar.v1.Challenge
+	1,  // 12: sipd.registrar.v1.LookupResponse.status:type_name -> sipd.registrar.v1.LookupStatus
+	8,  // 13: sipd.registrar.v1.LookupResponse.bindings:type_name -> sipd.registrar.v1.Binding
+	8,  // 14: sipd.registrar.v1.Record.bindings:type_name -> sipd.registrar.v1.Binding
+	15, // 15: sipd.registrar.v1.ListResponse.records:type_name -> sipd.registrar.v1.Record
+	3,  // 16: sipd.registrar.v1.AuthenticateRequest.credentials:type_name -> sipd.registrar.v1.DigestCredentials
+	4,  // 17: sipd.registrar.v1.AuthenticateResponse.challenges:type_name -> sipd.registrar.v1.Challenge
+	6,  // 18: sipd.registrar.v1.AddContactRequest.contact:type_name -> sipd.registrar.v1.ContactUpdate
+	8,  // 19: sipd.registrar.v1.AddContactResponse.bindings:type_name -> sipd.registrar.v1.Binding
+	23, // 20: sipd.registrar.v1.PutDomainRequest.domain:type_name -> sipd.registrar.v1.Domain
+	23, // 21: sipd.registrar.v1.ListDomainsResponse.domains:type_name -> sipd.registrar.v1.Domain
+	30, // 22: sipd.registrar.v1.PutUserRequest.user:type_name -> sipd.registrar.v1.User
+	30, // 23: sipd.registrar.v1.ListUsersResponse.users:type_name -> sipd.registrar.v1.User
+	2,  // 24: sipd.registrar.v1.BindingEvent.type:type_name -> sipd.registrar.v1.BindingEventType
+	8,  // 25: sipd.registrar.v1.BindingEvent.binding:type_name -> sipd.registrar.v1.Binding
+	39, // 26: sipd.registrar.v1.BindingEvent.at:type_name -> google.protobuf.Timestamp
+	7,  // 27: sipd.registrar.v1.RegistrarService.Register:input_type -> sipd.registrar.v1.RegisterRequest
+	10, // 28: sipd.registrar.v1.RegistrarService.Lookup:input_type -> sipd.registrar.v1.LookupRequest
+	12, // 29: sipd.registrar.v1.RegistrarService.Unregister:input_type -> sipd.registrar.v1.UnregisterRequest
+	14, // 30: sipd.registrar.v1.RegistrarService.List:input_type -> sipd.registrar.v1.ListRequest
+	17, // 31: sipd.registrar.v1.RegistrarService.Authenticate:input_type -> sipd.registrar.v1.AuthenticateRequest
+	19, // 32: sipd.registrar.v1.RegistrarService.AddContact:input_type -> sipd.registrar.v1.AddContactRequest
+	21, // 33: sipd.registrar.v1.RegistrarService.Flush:input_type -> sipd.registrar.v1.FlushRequest
+	24, // 34: sipd.registrar.v1.RegistrarService.PutDomain:input_type -> sipd.registrar.v1.PutDomainRequest
+	26, // 35: sipd.registrar.v1.RegistrarService.DeleteDomain:input_type -> sipd.registrar.v1.DeleteDomainRequest
+	28, // 36: sipd.registrar.v1.RegistrarService.ListDomains:input_type -> sipd.registrar.v1.ListDomainsRequest
+	31, // 37: sipd.registrar.v1.RegistrarService.PutUser:input_type -> sipd.registrar.v1.PutUserRequest
+	33, // 38: sipd.registrar.v1.RegistrarService.DeleteUser:input_type -> sipd.registrar.v1.DeleteUserRequest
+	35, // 39: sipd.registrar.v1.RegistrarService.ListUsers:input_type -> sipd.registrar.v1.ListUsersRequest
+	9,  // 40: sipd.registrar.v1.RegistrarService.Register:output_type -> sipd.registrar.v1.RegisterResponse
+	11, // 41: sipd.registrar.v1.RegistrarService.Lookup:output_type -> sipd.registrar.v1.LookupResponse
+	13, // 42: sipd.registrar.v1.RegistrarService.Unregister:output_type -> sipd.registrar.v1.UnregisterResponse
+	16, // 43: sipd.registrar.v1.RegistrarService.List:output_type -> sipd.registrar.v1.ListResponse
+	18, // 44: sipd.registrar.v1.RegistrarService.Authenticate:output_type -> sipd.registrar.v1.AuthenticateResponse
+	20, // 45: sipd.registrar.v1.RegistrarService.AddContact:output_type -> sipd.registrar.v1.AddContactResponse
+	22, // 46: sipd.registrar.v1.RegistrarService.Flush:output_type -> sipd.registrar.v1.FlushResponse
+	25, // 47: sipd.registrar.v1.RegistrarService.PutDomain:output_type -> sipd.registrar.v1.PutDomainResponse
+	27, // 48: sipd.registrar.v1.RegistrarService.DeleteDomain:output_type -> sipd.registrar.v1.DeleteDomainResponse
+	29, // 49: sipd.registrar.v1.RegistrarService.ListDomains:output_type -> sipd.registrar.v1.ListDomainsResponse
+	32, // 50: sipd.registrar.v1.RegistrarService.PutUser:output_type -> sipd.registrar.v1.PutUserResponse
+	34, // 51: sipd.registrar.v1.RegistrarService.DeleteUser:output_type -> sipd.registrar.v1.DeleteUserResponse
+	36, // 52: sipd.registrar.v1.RegistrarService.ListUsers:output_type -> sipd.registrar.v1.ListUsersResponse
+	40, // [40:53] is the sub-list for method output_type
+	27, // [27:40] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_sipd_registrar_v1_registrar_proto_init() }
@@ -1145,8 +2603,8 @@ func file_sipd_registrar_v1_registrar_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sipd_registrar_v1_registrar_proto_rawDesc), len(file_sipd_registrar_v1_registrar_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   12,
+			NumEnums:      3,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

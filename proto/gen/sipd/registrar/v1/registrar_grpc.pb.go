@@ -22,10 +22,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegistrarService_Register_FullMethodName   = "/sipd.registrar.v1.RegistrarService/Register"
-	RegistrarService_Lookup_FullMethodName     = "/sipd.registrar.v1.RegistrarService/Lookup"
-	RegistrarService_Unregister_FullMethodName = "/sipd.registrar.v1.RegistrarService/Unregister"
-	RegistrarService_List_FullMethodName       = "/sipd.registrar.v1.RegistrarService/List"
+	RegistrarService_Register_FullMethodName     = "/sipd.registrar.v1.RegistrarService/Register"
+	RegistrarService_Lookup_FullMethodName       = "/sipd.registrar.v1.RegistrarService/Lookup"
+	RegistrarService_Unregister_FullMethodName   = "/sipd.registrar.v1.RegistrarService/Unregister"
+	RegistrarService_List_FullMethodName         = "/sipd.registrar.v1.RegistrarService/List"
+	RegistrarService_Authenticate_FullMethodName = "/sipd.registrar.v1.RegistrarService/Authenticate"
+	RegistrarService_AddContact_FullMethodName   = "/sipd.registrar.v1.RegistrarService/AddContact"
+	RegistrarService_Flush_FullMethodName        = "/sipd.registrar.v1.RegistrarService/Flush"
+	RegistrarService_PutDomain_FullMethodName    = "/sipd.registrar.v1.RegistrarService/PutDomain"
+	RegistrarService_DeleteDomain_FullMethodName = "/sipd.registrar.v1.RegistrarService/DeleteDomain"
+	RegistrarService_ListDomains_FullMethodName  = "/sipd.registrar.v1.RegistrarService/ListDomains"
+	RegistrarService_PutUser_FullMethodName      = "/sipd.registrar.v1.RegistrarService/PutUser"
+	RegistrarService_DeleteUser_FullMethodName   = "/sipd.registrar.v1.RegistrarService/DeleteUser"
+	RegistrarService_ListUsers_FullMethodName    = "/sipd.registrar.v1.RegistrarService/ListUsers"
 )
 
 // RegistrarServiceClient is the client API for RegistrarService service.
@@ -44,6 +53,26 @@ type RegistrarServiceClient interface {
 	Unregister(ctx context.Context, in *UnregisterRequest, opts ...grpc.CallOption) (*UnregisterResponse, error)
 	// List pages through AORs and their bindings, for operators.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
+	// Authenticate checks digest credentials of a request other than
+	// REGISTER (the router's auth step calls it), answering a challenge
+	// when they are missing, stale or wrong.
+	Authenticate(ctx context.Context, in *AuthenticateRequest, opts ...grpc.CallOption) (*AuthenticateResponse, error)
+	// AddContact adds or refreshes one binding on an operator's behalf.
+	AddContact(ctx context.Context, in *AddContactRequest, opts ...grpc.CallOption) (*AddContactResponse, error)
+	// Flush removes every binding of every AOR.
+	Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (*FlushResponse, error)
+	// PutDomain adds a served domain, or updates it.
+	PutDomain(ctx context.Context, in *PutDomainRequest, opts ...grpc.CallOption) (*PutDomainResponse, error)
+	// DeleteDomain stops serving a domain and removes its users.
+	DeleteDomain(ctx context.Context, in *DeleteDomainRequest, opts ...grpc.CallOption) (*DeleteDomainResponse, error)
+	// ListDomains lists the served domains.
+	ListDomains(ctx context.Context, in *ListDomainsRequest, opts ...grpc.CallOption) (*ListDomainsResponse, error)
+	// PutUser adds a subscriber to a domain, or changes its credentials.
+	PutUser(ctx context.Context, in *PutUserRequest, opts ...grpc.CallOption) (*PutUserResponse, error)
+	// DeleteUser removes a subscriber.
+	DeleteUser(ctx context.Context, in *DeleteUserRequest, opts ...grpc.CallOption) (*DeleteUserResponse, error)
+	// ListUsers lists a domain's subscribers (without secrets).
+	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
 }
 
 type registrarServiceClient struct {
@@ -94,6 +123,96 @@ func (c *registrarServiceClient) List(ctx context.Context, in *ListRequest, opts
 	return out, nil
 }
 
+func (c *registrarServiceClient) Authenticate(ctx context.Context, in *AuthenticateRequest, opts ...grpc.CallOption) (*AuthenticateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthenticateResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_Authenticate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarServiceClient) AddContact(ctx context.Context, in *AddContactRequest, opts ...grpc.CallOption) (*AddContactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddContactResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_AddContact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarServiceClient) Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (*FlushResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FlushResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_Flush_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarServiceClient) PutDomain(ctx context.Context, in *PutDomainRequest, opts ...grpc.CallOption) (*PutDomainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutDomainResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_PutDomain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarServiceClient) DeleteDomain(ctx context.Context, in *DeleteDomainRequest, opts ...grpc.CallOption) (*DeleteDomainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteDomainResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_DeleteDomain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarServiceClient) ListDomains(ctx context.Context, in *ListDomainsRequest, opts ...grpc.CallOption) (*ListDomainsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDomainsResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_ListDomains_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarServiceClient) PutUser(ctx context.Context, in *PutUserRequest, opts ...grpc.CallOption) (*PutUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutUserResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_PutUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarServiceClient) DeleteUser(ctx context.Context, in *DeleteUserRequest, opts ...grpc.CallOption) (*DeleteUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteUserResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_DeleteUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registrarServiceClient) ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsersResponse)
+	err := c.cc.Invoke(ctx, RegistrarService_ListUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistrarServiceServer is the server API for RegistrarService service.
 // All implementations must embed UnimplementedRegistrarServiceServer
 // for forward compatibility.
@@ -110,6 +229,26 @@ type RegistrarServiceServer interface {
 	Unregister(context.Context, *UnregisterRequest) (*UnregisterResponse, error)
 	// List pages through AORs and their bindings, for operators.
 	List(context.Context, *ListRequest) (*ListResponse, error)
+	// Authenticate checks digest credentials of a request other than
+	// REGISTER (the router's auth step calls it), answering a challenge
+	// when they are missing, stale or wrong.
+	Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error)
+	// AddContact adds or refreshes one binding on an operator's behalf.
+	AddContact(context.Context, *AddContactRequest) (*AddContactResponse, error)
+	// Flush removes every binding of every AOR.
+	Flush(context.Context, *FlushRequest) (*FlushResponse, error)
+	// PutDomain adds a served domain, or updates it.
+	PutDomain(context.Context, *PutDomainRequest) (*PutDomainResponse, error)
+	// DeleteDomain stops serving a domain and removes its users.
+	DeleteDomain(context.Context, *DeleteDomainRequest) (*DeleteDomainResponse, error)
+	// ListDomains lists the served domains.
+	ListDomains(context.Context, *ListDomainsRequest) (*ListDomainsResponse, error)
+	// PutUser adds a subscriber to a domain, or changes its credentials.
+	PutUser(context.Context, *PutUserRequest) (*PutUserResponse, error)
+	// DeleteUser removes a subscriber.
+	DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error)
+	// ListUsers lists a domain's subscribers (without secrets).
+	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
 	mustEmbedUnimplementedRegistrarServiceServer()
 }
 
@@ -131,6 +270,33 @@ func (UnimplementedRegistrarServiceServer) Unregister(context.Context, *Unregist
 }
 func (UnimplementedRegistrarServiceServer) List(context.Context, *ListRequest) (*ListResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedRegistrarServiceServer) Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Authenticate not implemented")
+}
+func (UnimplementedRegistrarServiceServer) AddContact(context.Context, *AddContactRequest) (*AddContactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddContact not implemented")
+}
+func (UnimplementedRegistrarServiceServer) Flush(context.Context, *FlushRequest) (*FlushResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Flush not implemented")
+}
+func (UnimplementedRegistrarServiceServer) PutDomain(context.Context, *PutDomainRequest) (*PutDomainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutDomain not implemented")
+}
+func (UnimplementedRegistrarServiceServer) DeleteDomain(context.Context, *DeleteDomainRequest) (*DeleteDomainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteDomain not implemented")
+}
+func (UnimplementedRegistrarServiceServer) ListDomains(context.Context, *ListDomainsRequest) (*ListDomainsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDomains not implemented")
+}
+func (UnimplementedRegistrarServiceServer) PutUser(context.Context, *PutUserRequest) (*PutUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutUser not implemented")
+}
+func (UnimplementedRegistrarServiceServer) DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteUser not implemented")
+}
+func (UnimplementedRegistrarServiceServer) ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsers not implemented")
 }
 func (UnimplementedRegistrarServiceServer) mustEmbedUnimplementedRegistrarServiceServer() {}
 func (UnimplementedRegistrarServiceServer) testEmbeddedByValue()                          {}
@@ -225,6 +391,168 @@ func _RegistrarService_List_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistrarService_Authenticate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthenticateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).Authenticate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_Authenticate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).Authenticate(ctx, req.(*AuthenticateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrarService_AddContact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddContactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).AddContact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_AddContact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).AddContact(ctx, req.(*AddContactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrarService_Flush_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FlushRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).Flush(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_Flush_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).Flush(ctx, req.(*FlushRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrarService_PutDomain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutDomainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).PutDomain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_PutDomain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).PutDomain(ctx, req.(*PutDomainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrarService_DeleteDomain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteDomainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).DeleteDomain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_DeleteDomain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).DeleteDomain(ctx, req.(*DeleteDomainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrarService_ListDomains_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDomainsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).ListDomains(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_ListDomains_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).ListDomains(ctx, req.(*ListDomainsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrarService_PutUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).PutUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_PutUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).PutUser(ctx, req.(*PutUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrarService_DeleteUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).DeleteUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_DeleteUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).DeleteUser(ctx, req.(*DeleteUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistrarService_ListUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistrarServiceServer).ListUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistrarService_ListUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistrarServiceServer).ListUsers(ctx, req.(*ListUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistrarService_ServiceDesc is the grpc.ServiceDesc for RegistrarService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -247,6 +575,42 @@ var RegistrarService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "List",
 			Handler:    _RegistrarService_List_Handler,
+		},
+		{
+			MethodName: "Authenticate",
+			Handler:    _RegistrarService_Authenticate_Handler,
+		},
+		{
+			MethodName: "AddContact",
+			Handler:    _RegistrarService_AddContact_Handler,
+		},
+		{
+			MethodName: "Flush",
+			Handler:    _RegistrarService_Flush_Handler,
+		},
+		{
+			MethodName: "PutDomain",
+			Handler:    _RegistrarService_PutDomain_Handler,
+		},
+		{
+			MethodName: "DeleteDomain",
+			Handler:    _RegistrarService_DeleteDomain_Handler,
+		},
+		{
+			MethodName: "ListDomains",
+			Handler:    _RegistrarService_ListDomains_Handler,
+		},
+		{
+			MethodName: "PutUser",
+			Handler:    _RegistrarService_PutUser_Handler,
+		},
+		{
+			MethodName: "DeleteUser",
+			Handler:    _RegistrarService_DeleteUser_Handler,
+		},
+		{
+			MethodName: "ListUsers",
+			Handler:    _RegistrarService_ListUsers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

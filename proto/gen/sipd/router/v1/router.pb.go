@@ -9,6 +9,7 @@
 package routerv1
 
 import (
+	v1 "github.com/sipd/sipd/proto/gen/sipd/registrar/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -98,7 +99,11 @@ type RouteRequest struct {
 	// Edge identifies the edge asking.
 	Edge string `protobuf:"bytes,9,opt,name=edge,proto3" json:"edge,omitempty"`
 	// Headers holds extra headers a routing step may need, by lower-case name.
-	Headers       map[string]string `protobuf:"bytes,10,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Headers map[string]string `protobuf:"bytes,10,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Credentials are the request's Proxy-Authorization, if any.
+	Credentials *v1.DigestCredentials `protobuf:"bytes,11,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	// Trusted is true when the source is in the edge's trusted networks.
+	Trusted       bool `protobuf:"varint,12,opt,name=trusted,proto3" json:"trusted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,13 +208,29 @@ func (x *RouteRequest) GetHeaders() map[string]string {
 	return nil
 }
 
+func (x *RouteRequest) GetCredentials() *v1.DigestCredentials {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+func (x *RouteRequest) GetTrusted() bool {
+	if x != nil {
+		return x.Trusted
+	}
+	return false
+}
+
 // Reject answers the request with a final response.
 type Reject struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Code   int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// RetryAfter, when set, becomes a Retry-After header.
-	RetryAfter    *durationpb.Duration `protobuf:"bytes,3,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	RetryAfter *durationpb.Duration `protobuf:"bytes,3,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// Headers are added to the response (e.g. Proxy-Authenticate).
+	Headers       []*Header `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -261,6 +282,13 @@ func (x *Reject) GetReason() string {
 func (x *Reject) GetRetryAfter() *durationpb.Duration {
 	if x != nil {
 		return x.RetryAfter
+	}
+	return nil
+}
+
+func (x *Reject) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
 	}
 	return nil
 }
@@ -615,7 +643,7 @@ var File_sipd_router_v1_router_proto protoreflect.FileDescriptor
 
 const file_sipd_router_v1_router_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsipd/router/v1/router.proto\x12\x0esipd.router.v1\x1a\x1egoogle/protobuf/duration.proto\"\x93\x03\n" +
+	"\x1bsipd/router/v1/router.proto\x12\x0esipd.router.v1\x1a\x1egoogle/protobuf/duration.proto\x1a!sipd/registrar/v1/registrar.proto\"\xf5\x03\n" +
 	"\fRouteRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1f\n" +
 	"\vrequest_uri\x18\x02 \x01(\tR\n" +
@@ -628,15 +656,18 @@ const file_sipd_router_v1_router_proto_rawDesc = "" +
 	"\ttransport\x18\b \x01(\x0e2\x19.sipd.router.v1.TransportR\ttransport\x12\x12\n" +
 	"\x04edge\x18\t \x01(\tR\x04edge\x12C\n" +
 	"\aheaders\x18\n" +
-	" \x03(\v2).sipd.router.v1.RouteRequest.HeadersEntryR\aheaders\x1a:\n" +
+	" \x03(\v2).sipd.router.v1.RouteRequest.HeadersEntryR\aheaders\x12F\n" +
+	"\vcredentials\x18\v \x01(\v2$.sipd.registrar.v1.DigestCredentialsR\vcredentials\x12\x18\n" +
+	"\atrusted\x18\f \x01(\bR\atrusted\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\x01\n" +
 	"\x06Reject\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12:\n" +
 	"\vretry_after\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter\"2\n" +
+	"retryAfter\x120\n" +
+	"\aheaders\x18\x04 \x03(\v2\x16.sipd.router.v1.HeaderR\aheaders\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xe1\x01\n" +
@@ -685,33 +716,36 @@ func file_sipd_router_v1_router_proto_rawDescGZIP() []byte {
 var file_sipd_router_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_sipd_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_sipd_router_v1_router_proto_goTypes = []any{
-	(Transport)(0),              // 0: sipd.router.v1.Transport
-	(*RouteRequest)(nil),        // 1: sipd.router.v1.RouteRequest
-	(*Reject)(nil),              // 2: sipd.router.v1.Reject
-	(*Header)(nil),              // 3: sipd.router.v1.Header
-	(*Target)(nil),              // 4: sipd.router.v1.Target
-	(*TargetGroup)(nil),         // 5: sipd.router.v1.TargetGroup
-	(*Forward)(nil),             // 6: sipd.router.v1.Forward
-	(*RouteResponse)(nil),       // 7: sipd.router.v1.RouteResponse
-	nil,                         // 8: sipd.router.v1.RouteRequest.HeadersEntry
-	(*durationpb.Duration)(nil), // 9: google.protobuf.Duration
+	(Transport)(0),               // 0: sipd.router.v1.Transport
+	(*RouteRequest)(nil),         // 1: sipd.router.v1.RouteRequest
+	(*Reject)(nil),               // 2: sipd.router.v1.Reject
+	(*Header)(nil),               // 3: sipd.router.v1.Header
+	(*Target)(nil),               // 4: sipd.router.v1.Target
+	(*TargetGroup)(nil),          // 5: sipd.router.v1.TargetGroup
+	(*Forward)(nil),              // 6: sipd.router.v1.Forward
+	(*RouteResponse)(nil),        // 7: sipd.router.v1.RouteResponse
+	nil,                          // 8: sipd.router.v1.RouteRequest.HeadersEntry
+	(*v1.DigestCredentials)(nil), // 9: sipd.registrar.v1.DigestCredentials
+	(*durationpb.Duration)(nil),  // 10: google.protobuf.Duration
 }
 var file_sipd_router_v1_router_proto_depIdxs = []int32{
-	0, // 0: sipd.router.v1.RouteRequest.transport:type_name -> sipd.router.v1.Transport
-	8, // 1: sipd.router.v1.RouteRequest.headers:type_name -> sipd.router.v1.RouteRequest.HeadersEntry
-	9, // 2: sipd.router.v1.Reject.retry_after:type_name -> google.protobuf.Duration
-	3, // 3: sipd.router.v1.Target.add_headers:type_name -> sipd.router.v1.Header
-	4, // 4: sipd.router.v1.TargetGroup.targets:type_name -> sipd.router.v1.Target
-	5, // 5: sipd.router.v1.Forward.groups:type_name -> sipd.router.v1.TargetGroup
-	2, // 6: sipd.router.v1.RouteResponse.reject:type_name -> sipd.router.v1.Reject
-	6, // 7: sipd.router.v1.RouteResponse.forward:type_name -> sipd.router.v1.Forward
-	1, // 8: sipd.router.v1.RouterService.Route:input_type -> sipd.router.v1.RouteRequest
-	7, // 9: sipd.router.v1.RouterService.Route:output_type -> sipd.router.v1.RouteResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	0,  // 0: sipd.router.v1.RouteRequest.transport:type_name -> sipd.router.v1.Transport
+	8,  // 1: sipd.router.v1.RouteRequest.headers:type_name -> sipd.router.v1.RouteRequest.HeadersEntry
+	9,  // 2: sipd.router.v1.RouteRequest.credentials:type_name -> sipd.registrar.v1.DigestCredentials
+	10, // 3: sipd.router.v1.Reject.retry_after:type_name -> google.protobuf.Duration
+	3,  // 4: sipd.router.v1.Reject.headers:type_name -> sipd.router.v1.Header
+	3,  // 5: sipd.router.v1.Target.add_headers:type_name -> sipd.router.v1.Header
+	4,  // 6: sipd.router.v1.TargetGroup.targets:type_name -> sipd.router.v1.Target
+	5,  // 7: sipd.router.v1.Forward.groups:type_name -> sipd.router.v1.TargetGroup
+	2,  // 8: sipd.router.v1.RouteResponse.reject:type_name -> sipd.router.v1.Reject
+	6,  // 9: sipd.router.v1.RouteResponse.forward:type_name -> sipd.router.v1.Forward
+	1,  // 10: sipd.router.v1.RouterService.Route:input_type -> sipd.router.v1.RouteRequest
+	7,  // 11: sipd.router.v1.RouterService.Route:output_type -> sipd.router.v1.RouteResponse
+	11, // [11:12] is the sub-list for method output_type
+	10, // [10:11] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_sipd_router_v1_router_proto_init() }
