@@ -50,6 +50,10 @@ type Config struct {
 	// udp_write_buffer (bytes), tcp_idle_timeout, max_connections,
 	// dial_timeout and write_timeout. Its listeners come from Listen.
 	Transport transport.Config `yaml:"transport"`
+	// StaticRoutes forward initial requests for a domain ("*": every
+	// non-local domain) to a fixed next hop without asking the router,
+	// record-routing; requests no route matches go to the router.
+	StaticRoutes []StaticRoute `yaml:"static_routes"`
 }
 
 // Defaults of Config.
@@ -148,6 +152,7 @@ func (c Config) Validate() error {
 	if c.MaxTransactions <= 0 {
 		errs = append(errs, fmt.Errorf("max_transactions (%d) must be > 0", c.MaxTransactions))
 	}
+	errs = append(errs, validateStaticRoutes(c.StaticRoutes)...)
 	if err := c.Transport.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("transport: %w", err))
 	}

@@ -57,6 +57,7 @@ type Edge struct {
 	tx      *transaction.Layer
 	domains map[string]bool
 	trusted []netip.Prefix
+	static  *staticRoutes // nil without static routes
 	jobs    chan func()
 	ready   chan struct{}
 
@@ -94,6 +95,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		domains: make(map[string]bool),
 		jobs:    make(chan func(), cfg.QueueSize),
 		ready:   make(chan struct{}),
+		static:  newStaticRoutes(cfg.StaticRoutes),
 	}
 	for _, d := range cfg.Domains {
 		e.domains[hostOf(d)] = true

@@ -157,7 +157,8 @@ func (p *proxyTx) finishErr(err error) {
 }
 
 // initial handles an out-of-dialog request: a server transaction, 100
-// Trying for INVITE, then one Route call on a worker.
+// Trying for INVITE, then a static route (static.go) or one Route call on
+// a worker.
 func (e *Edge) initial(req *sip.Request, key string, src inbound) {
 	p, ok := e.newProxyTx(req, key, src)
 	if !ok {
@@ -165,6 +166,9 @@ func (e *Edge) initial(req *sip.Request, key string, src inbound) {
 	}
 	if p.invite {
 		p.respond(100, "")
+	}
+	if p.routeStatic() {
+		return
 	}
 	if !e.submit(p.route) {
 		p.finishErr(ErrOverload)

@@ -25,6 +25,26 @@ type Config struct {
 	// is gone, so that calls to it are answered 480 Temporarily Unavailable
 	// rather than 404 Not Found. Default 24h.
 	KnownRetention time.Duration `yaml:"known_retention"`
+	// Store is where bindings live: "memory" (in this process, lost on
+	// restart; the default) or "redis" (shared by every registrar replica,
+	// kept across restarts).
+	Store string `yaml:"store"`
+	// Redis is the Redis store's connection, used when Store is "redis".
+	Redis RedisConfig `yaml:"redis"`
+	// Origin names this registrar in the binding events it publishes, so
+	// that a replicator can tell local changes from remote ones. Default:
+	// the host name.
+	Origin string `yaml:"origin"`
+	// Domains seed the served domains of digest authentication (name,
+	// realm, auth_required); the API changes them at run time. An AOR whose
+	// domain is not listed is served without authentication.
+	Domains []DomainConfig `yaml:"domains"`
+	// Users seed the subscribers (username, domain, and password, ha1_md5
+	// or ha1_sha256).
+	Users []UserConfig `yaml:"users"`
+	// Auth tunes digest authentication: secret, nonce_lifetime, algorithms,
+	// max_nonces.
+	Auth AuthConfig `yaml:"auth"`
 }
 
 // Defaults of Config, applied by SetDefaults to zero fields.
@@ -53,6 +73,8 @@ func (c *Config) SetDefaults() {
 	if c.KnownRetention == 0 {
 		c.KnownRetention = DefaultKnownRetention
 	}
+	c.setStoreDefaults()
+	c.Auth.setDefaults()
 }
 
 // Validate reports every problem of c at once.
@@ -77,5 +99,7 @@ func (c Config) Validate() error {
 	if c.KnownRetention < 0 {
 		errs = append(errs, fmt.Errorf("known_retention (%s) must be >= 0", c.KnownRetention))
 	}
+	errs = append(errs, c.validateStore()...)
+	errs = append(errs, c.validateAuth()...)
 	return errors.Join(errs...)
 }

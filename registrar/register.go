@@ -56,6 +56,9 @@ func (r *Registrar) register(ctx context.Context, req *registrarv1.RegisterReque
 	if err != nil {
 		return reject(400, reasonBadRequest), reasonInvalid, nil
 	}
+	if resp, reason, err := r.registerAuth(ctx, req, aor); err != nil || resp != nil {
+		return resp, reason, err
+	}
 	updates, resp := r.checkContacts(req)
 	if resp != nil {
 		reason := reasonInvalid

@@ -31,6 +31,9 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
+	// Directory keeps domains and users for digest authentication; nil
+	// uses a memory directory seeded from Config.Domains and Config.Users.
+	Directory Directory
 }
 
 // sweepInterval is how often Run removes expired bindings.
@@ -52,6 +55,7 @@ type Registrar struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
+	auth    *auth // digest authentication, auth.go
 	tick    time.Duration
 }
 
@@ -84,6 +88,9 @@ func New(cfg Config, deps Deps) (*Registrar, error) {
 		return nil, fmt.Errorf("registering registrar metrics: %w", err)
 	}
 	r.metrics = m
+	if r.auth, err = newAuth(cfg, deps, r.log); err != nil {
+		return nil, fmt.Errorf("registering registrar auth metrics: %w", err)
+	}
 	return r, nil
 }
 
