@@ -76,3 +76,4 @@ clean: ## remove built binaries
 	rm -rf $(BIN)
 
 -include bench/bench.mk
+-include deploy/deploy.mk
