@@ -5,5 +5,10 @@
 //
 // A Registrar serves the registrar.v1 gRPC API. Its state lives behind the
 // Store interface: NewMemoryStore is the embedded, sharded in-memory store;
-// a Redis store passes the same contract suite (package storetest).
+// package redisstore keeps bindings in Redis, shared by replicas and kept
+// across restarts; both pass the contract suite (package storetest).
+//
+// Run expires bindings on a timer wheel, and every binding change is
+// published as a registrarv1.BindingEvent on SubjectFor(aor) (NATS), in
+// version order per AOR.
 package registrar

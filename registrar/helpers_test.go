@@ -1,13 +1,13 @@
 package registrar
 
 import (
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	registrarv1 "github.com/sipd/sipd/proto/gen/sipd/registrar/v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -34,16 +34,16 @@ func (c *clock) Advance(d time.Duration) {
 // publisher records published events.
 type publisher struct {
 	mu     sync.Mutex
-	events []event
+	events []*registrarv1.BindingEvent
 }
 
 func (p *publisher) Publish(subject string, data []byte) error {
-	var e event
-	if err := json.Unmarshal(data, &e); err != nil {
+	e := &registrarv1.BindingEvent{}
+	if err := proto.Unmarshal(data, e); err != nil {
 		return err
 	}
-	if subject != EventSubject {
-		e.Event = "wrong subject " + subject
+	if subject != SubjectFor(e.GetAor()) {
+		e.Origin = "wrong subject " + subject
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -51,7 +51,7 @@ func (p *publisher) Publish(subject string, data []byte) error {
 	return nil
 }
 
-func (p *publisher) take() []event {
+func (p *publisher) take() []*registrarv1.BindingEvent {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.events
@@ -69,6 +69,9 @@ type fixture struct {
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	f := &fixture{clock: &clock{now: t0}, pub: &publisher{}, reg: prometheus.NewRegistry()}
+	if cfg.Origin == "" {
+		cfg.Origin = "test-origin"
+	}
 	r, err := New(cfg, Deps{Store: NewMemoryStore(), Events: f.pub, Registerer: f.reg, Now: f.clock.Now})
 	if err != nil {
 		t.Fatalf("New = %v", err)

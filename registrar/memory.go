@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,9 @@ var _ Store = (*memoryStore)(nil)
 type memoryStore struct {
 	seed   maphash.Seed
 	shards [memoryShards]memoryShard
+	// aors and contacts count records with bindings and bindings, kept
+	// by every write for Stats.
+	aors, contacts atomic.Int64
 }
 
 type memoryShard struct {
@@ -80,11 +84,15 @@ func (s *memoryStore) Update(ctx context.Context, aor string, fn func(rec *Recor
 		return err
 	}
 	rec.AOR = aor
+	if ok {
+		s.count(&e.rec, -1)
+	}
 	switch {
 	case len(rec.Bindings) == 0 && rec.KnownUntil.IsZero():
 		if ok {
 			sh.removeLocked(e)
 		}
+		return nil
 	case ok:
 		e.rec, e.deadline = rec, rec.Deadline()
 		heap.Fix(&sh.due, e.index)
@@ -93,7 +101,23 @@ func (s *memoryStore) Update(ctx context.Context, aor string, fn func(rec *Recor
 		sh.records[aor] = e
 		heap.Push(&sh.due, e)
 	}
+	s.count(&rec, 1)
 	return nil
+}
+
+// count adds (sign 1) or removes (sign -1) rec from the counters.
+func (s *memoryStore) count(rec *Record, sign int64) {
+	if n := int64(len(rec.Bindings)); n > 0 {
+		s.aors.Add(sign)
+		s.contacts.Add(sign * n)
+	}
+}
+
+func (s *memoryStore) Stats(ctx context.Context) (Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return Stats{}, err
+	}
+	return Stats{AORs: s.aors.Load(), Contacts: s.contacts.Load()}, nil
 }
 
 func (sh *memoryShard) removeLocked(e *memoryEntry) {
@@ -109,6 +133,7 @@ func (s *memoryStore) Delete(ctx context.Context, aor string) error {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.records[aor]; ok {
+		s.count(&e.rec, -1)
 		sh.removeLocked(e)
 	}
 	return nil
@@ -176,14 +201,14 @@ func (s *memoryStore) moreAfter(first int) bool {
 	return false
 }
 
-// Expired visits, in each shard's heap, only the entries due by now: a
+// Expired visits, in each shard's heap, only the entries due by until: a
 // child is never due before its parent, so the walk stops at the first
 // entry that is not due.
-func (s *memoryStore) Expired(ctx context.Context, now time.Time, limit int) ([]string, error) {
+func (s *memoryStore) Expired(ctx context.Context, until time.Time, limit int) ([]Due, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []Due
 	for i := range s.shards {
 		if len(out) >= limit {
 			break
@@ -194,10 +219,10 @@ func (s *memoryStore) Expired(ctx context.Context, now time.Time, limit int) ([]
 		for len(stack) > 0 && len(out) < limit {
 			j := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
-			if j >= len(sh.due) || sh.due[j].deadline.After(now) {
+			if j >= len(sh.due) || sh.due[j].deadline.After(until) {
 				continue
 			}
-			out = append(out, sh.due[j].rec.AOR)
+			out = append(out, Due{AOR: sh.due[j].rec.AOR, At: sh.due[j].deadline})
 			stack = append(stack, 2*j+1, 2*j+2)
 		}
 		sh.mu.Unlock()

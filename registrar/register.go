@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	registrarv1 "github.com/sipd/sipd/proto/gen/sipd/registrar/v1"
@@ -140,7 +141,7 @@ func (r *Registrar) checkContacts(req *registrarv1.RegisterRequest) ([]contactUp
 		case expires > r.cfg.MaxExpires:
 			expires = r.cfg.MaxExpires
 		}
-		updates = append(updates, contactUpdate{uri: c.GetUri(), key: u.key(), parsed: u, expires: expires, in: c})
+		updates = append(updates, contactUpdate{uri: c.GetUri(), key: updateKey(u, c), parsed: u, expires: expires, in: c})
 	}
 	return updates, nil
 }
@@ -151,7 +152,7 @@ func (r *Registrar) checkContacts(req *registrarv1.RegisterRequest) ([]contactUp
 func (r *Registrar) applyLocked(rec *Record, req *registrarv1.RegisterRequest, updates []contactUpdate, now time.Time, ch *change) (*registrarv1.RegisterResponse, string) {
 	keys := make([]string, len(rec.Bindings))
 	for i, b := range rec.Bindings {
-		keys[i] = bindingKey(b.URI)
+		keys[i] = storedKey(b)
 	}
 	// Call-ID and CSeq (RFC 3261 section 10.3 step 6): an older CSeq of the
 	// same Call-ID fails the request; the same CSeq is a retransmission,
@@ -325,4 +326,28 @@ func bindingKey(uri string) string {
 		return u.key()
 	}
 	return uri
+}
+
+// outboundKey identifies an RFC 5626 binding: by instance and reg-id, not
+// by contact URI, so a REGISTER from the same instance and reg-id over a
+// new flow replaces the old flow (section 6).
+func outboundKey(instance string, regID int32) string {
+	return "outbound:" + instance + ";reg-id=" + strconv.Itoa(int(regID))
+}
+
+// updateKey is the comparison key of a REGISTER contact: its outbound key
+// when it carries +sip.instance and reg-id, else its URI key.
+func updateKey(u sipURI, c *registrarv1.ContactUpdate) string {
+	if c.GetInstance() != "" && c.GetRegId() > 0 {
+		return outboundKey(c.GetInstance(), c.GetRegId())
+	}
+	return u.key()
+}
+
+// storedKey is the comparison key of a stored binding, as updateKey.
+func storedKey(b Binding) string {
+	if b.Instance != "" && b.RegID > 0 {
+		return outboundKey(b.Instance, b.RegID)
+	}
+	return bindingKey(b.URI)
 }

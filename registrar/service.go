@@ -195,6 +195,8 @@ func toStatus(err error) error {
 		return nil
 	case errors.Is(err, errInvalidArgument), errors.Is(err, ErrInvalidCursor):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, errTooManyContacts):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrStoreUnavailable):
 		return status.Error(codes.Unavailable, "registrar: store unavailable")
 	case errors.Is(err, context.DeadlineExceeded):

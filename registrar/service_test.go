@@ -170,7 +170,10 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("sweep = %v", err)
 	}
 	got := f.pub.take()
-	want := []struct{ contact, event string }{
+	want := []struct {
+		contact string
+		event   registrarv1.BindingEventType
+	}{
 		{"sip:alice@198.51.100.7", eventInserted},
 		{"sip:alice@198.51.100.8", eventInserted},
 		{"sip:alice@198.51.100.8", eventRefreshed},
@@ -182,19 +185,25 @@ func TestEvents(t *testing.T) {
 	}
 	for i, w := range want {
 		e := got[i]
-		if e.AOR != "sip:alice@example.com" || e.Contact != w.contact || e.Event != w.event {
-			t.Errorf("event %d = %+v, want %s %s", i, e, w.contact, w.event)
+		if e.GetAor() != "sip:alice@example.com" || e.GetBinding().GetUri() != w.contact || e.GetType() != w.event {
+			t.Errorf("event %d = %v, want %s %s", i, e, w.contact, w.event)
 		}
-		if i > 0 && e.Version <= got[i-1].Version {
-			t.Errorf("event %d version %d not above %d", i, e.Version, got[i-1].Version)
+		if e.GetOrigin() != "test-origin" {
+			t.Errorf("event %d origin = %q, want test-origin", i, e.GetOrigin())
+		}
+		if i > 0 && e.GetVersion() != got[i-1].GetVersion()+1 {
+			t.Errorf("event %d version %d, want %d", i, e.GetVersion(), got[i-1].GetVersion()+1)
 		}
 		hasExpiry := w.event == eventInserted || w.event == eventRefreshed
-		if hasExpiry == e.ExpiresAt.IsZero() {
-			t.Errorf("event %d (%s) expires_at = %v", i, w.event, e.ExpiresAt)
+		if hasExpiry == (e.GetBinding().GetExpires().AsDuration() == 0) {
+			t.Errorf("event %d (%s) expires = %v", i, w.event, e.GetBinding().GetExpires().AsDuration())
 		}
 	}
-	if !got[0].ExpiresAt.Equal(t0.Add(60 * time.Second)) {
-		t.Errorf("expires_at = %v, want %v", got[0].ExpiresAt, t0.Add(60*time.Second))
+	if at, exp := got[0].GetAt().AsTime(), got[0].GetBinding().GetExpires().AsDuration(); !at.Add(exp).Equal(t0.Add(60 * time.Second)) {
+		t.Errorf("expiry = %v + %v, want %v", at, exp, t0.Add(60*time.Second))
+	}
+	if rec, err := f.r.store.Get(context.Background(), "sip:alice@example.com"); err != nil || rec.Version != got[len(got)-1].GetVersion() {
+		t.Errorf("stored version = %d, %v; want the last event's %d", rec.Version, err, got[len(got)-1].GetVersion())
 	}
 }
 
@@ -225,7 +234,7 @@ func TestSweepDeletesAfterRetention(t *testing.T) {
 
 func TestRunSweepsAndStops(t *testing.T) {
 	f := newFixture(t, Config{})
-	f.r.tick = 10 * time.Millisecond
+	f.r.expiry.tick = 10 * time.Millisecond
 	mustRegister(t, f, reg("a", 1, contactExp("sip:alice@198.51.100.7", 60*time.Second)))
 	f.clock.Advance(2 * time.Minute)
 
@@ -354,6 +363,18 @@ func TestConfigValidate(t *testing.T) {
 			cfg:  Config{MinExpires: -time.Second, MaxContacts: -1, KnownRetention: -time.Hour},
 			want: []string{"min_expires (-1s) must be > 0", "max_contacts (-1) must be >= 1", "known_retention (-1h0m0s) must be >= 0"},
 		},
+		{name: "redis store", cfg: Config{Store: StoreRedis, Redis: RedisConfig{Address: "redis.example.net:6380", DB: 2}}},
+		{
+			name: "unknown store",
+			cfg:  Config{Store: "etcd"},
+			want: []string{`store "etcd" must be memory or redis`},
+		},
+		{
+			name: "bad redis settings",
+			cfg:  Config{Store: StoreRedis, Redis: RedisConfig{Address: "nohost", DB: -1, Timeout: -time.Second, PoolSize: -2}},
+			want: []string{`redis.address "nohost" must be host:port`, "redis.db (-1) must be >= 0", "redis.timeout (-1s) must be > 0", "redis.pool_size (-2) must be >= 0"},
+		},
+		{name: "redis settings ignored with the memory store", cfg: Config{Redis: RedisConfig{DB: -1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

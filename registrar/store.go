@@ -19,10 +19,9 @@ var (
 )
 
 // Store keeps the records of AORs. Every operation on one AOR is atomic;
-// operations on different AORs are independent. The in-memory store holds
-// a mutex per shard; a Redis store can implement Update with WATCH/MULTI
-// (retrying fn on conflict) or a Lua script, keep Deadline in a sorted set
-// for Expired, and page List with SCAN.
+// operations on different AORs are independent. NewMemoryStore is the
+// embedded store (a mutex per shard); package redisstore keeps records in
+// Redis, shared by replicas, with a compare-and-set per update.
 type Store interface {
 	// Get returns a copy of the record of aor, or ErrNotFound.
 	Get(ctx context.Context, aor string) (Record, error)
@@ -41,10 +40,29 @@ type Store interface {
 	// once every record has been listed. Records changed during paging may
 	// be seen or missed, but a record present throughout is listed once.
 	List(ctx context.Context, cursor string, limit int) (recs []Record, next string, err error)
-	// Expired returns up to limit AORs whose record Deadline is not after
-	// now, soonest first where the store can tell cheaply. It never scans
-	// every record.
-	Expired(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// Expired returns up to limit records whose Deadline is not after
+	// until, with their deadlines, soonest first where the store can tell
+	// cheaply. It never scans every record. The expiry wheel asks for the
+	// records due within its horizon.
+	Expired(ctx context.Context, until time.Time, limit int) ([]Due, error)
+	// Stats counts what the store holds, across every registrar that
+	// shares it.
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// Due is a record's AOR and Deadline, from Store.Expired.
+type Due struct {
+	AOR string
+	At  time.Time
+}
+
+// Stats are the store's counts.
+type Stats struct {
+	// AORs counts the records with at least one binding.
+	AORs int64
+	// Contacts counts the bindings, including those expired since the
+	// last sweep.
+	Contacts int64
 }
 
 // Record is the state of one AOR.
@@ -60,6 +78,10 @@ type Record struct {
 	// KnownUntil is the time up to which the AOR counts as known once it has
 	// no live binding.
 	KnownUntil time.Time `json:"known_until,omitzero"`
+
+	// pending are the events of the update in progress, published once the
+	// store has written it. Stores neither keep nor copy them.
+	pending []pendingEvent
 }
 
 // Deadline is the next time the record needs attention from the expiry
@@ -81,6 +103,7 @@ func (r *Record) Deadline() time.Time {
 // Clone returns a deep copy of r.
 func (r Record) Clone() Record {
 	c := r
+	c.pending = nil
 	if r.Bindings != nil {
 		c.Bindings = make([]Binding, len(r.Bindings))
 		for i, b := range r.Bindings {

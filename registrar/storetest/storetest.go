@@ -40,6 +40,9 @@ func Run(t *testing.T, newStore func(t *testing.T) registrar.Store) {
 		{"ListEmpty", testListEmpty},
 		{"Expired", testExpired},
 		{"ExpiredLimit", testExpiredLimit},
+		{"ExpiredGivesDeadlines", testExpiredDeadlines},
+		{"Stats", testStats},
+		{"VersionKeptAcrossReads", testVersionKept},
 		{"CanceledContext", testCanceled},
 	}
 	for _, tc := range tests {
@@ -341,11 +344,11 @@ func testExpired(t *testing.T, s registrar.Store) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.Expired(ctx, tc.now, 100)
+			due, err := s.Expired(ctx, tc.now, 100)
 			if err != nil {
 				t.Fatalf("Expired = %v", err)
 			}
-			slices.Sort(got)
+			got := aorsOf(due)
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("Expired(%v) = %v, want %v", tc.now, got, tc.want)
 			}
@@ -368,11 +371,12 @@ func testExpiredLimit(t *testing.T, s registrar.Store) {
 	for i := range 20 {
 		put(t, s, fmt.Sprintf("sip:u%d@example.com", i), binding("sip:a@192.0.2.1", epoch.Add(time.Duration(i)*time.Second)))
 	}
-	got, err := s.Expired(context.Background(), epoch.Add(time.Hour), 5)
+	due, err := s.Expired(context.Background(), epoch.Add(time.Hour), 5)
+	got := aorsOf(due)
 	if err != nil || len(got) != 5 {
 		t.Fatalf("Expired(limit 5) = %d AORs, %v; want 5", len(got), err)
 	}
-	if len(slices.Compact(slices.Sorted(slices.Values(got)))) != 5 {
+	if len(slices.Compact(got)) != 5 {
 		t.Fatalf("Expired returned duplicates: %v", got)
 	}
 }
@@ -386,5 +390,108 @@ func testCanceled(t *testing.T, s registrar.Store) {
 	err := s.Update(ctx, "sip:a@example.com", func(*registrar.Record) error { return nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Update(canceled) = %v, want context.Canceled", err)
+	}
+}
+
+// aorsOf returns the sorted AORs of due.
+func aorsOf(due []registrar.Due) []string {
+	var out []string
+	for _, d := range due {
+		out = append(out, d.AOR)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func testExpiredDeadlines(t *testing.T, s registrar.Store) {
+	put(t, s, "sip:a@example.com",
+		binding("sip:a1@192.0.2.1", epoch.Add(90*time.Second)),
+		binding("sip:a2@192.0.2.1", epoch.Add(30*time.Second)))
+	put(t, s, "sip:b@example.com", binding("sip:b@192.0.2.1", epoch.Add(10*time.Minute)))
+	tests := []struct {
+		name  string
+		until time.Time
+		want  map[string]time.Time
+	}{
+		{"within horizon", epoch.Add(time.Minute), map[string]time.Time{"sip:a@example.com": epoch.Add(30 * time.Second)}},
+		{"both", epoch.Add(time.Hour), map[string]time.Time{
+			"sip:a@example.com": epoch.Add(30 * time.Second),
+			"sip:b@example.com": epoch.Add(10 * time.Minute),
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			due, err := s.Expired(context.Background(), tc.until, 10)
+			if err != nil {
+				t.Fatalf("Expired = %v", err)
+			}
+			if len(due) != len(tc.want) {
+				t.Fatalf("Expired = %v, want %v", due, tc.want)
+			}
+			for _, d := range due {
+				if w, ok := tc.want[d.AOR]; !ok || !d.At.Equal(w) {
+					t.Errorf("due %s at %v, want %v", d.AOR, d.At, w)
+				}
+			}
+		})
+	}
+}
+
+func testStats(t *testing.T, s registrar.Store) {
+	ctx := context.Background()
+	check := func(step string, aors, contacts int64) {
+		t.Helper()
+		st, err := s.Stats(ctx)
+		if err != nil {
+			t.Fatalf("%s: Stats = %v", step, err)
+		}
+		if st.AORs != aors || st.Contacts != contacts {
+			t.Fatalf("%s: Stats = %+v, want %d AORs, %d contacts", step, st, aors, contacts)
+		}
+	}
+	check("empty", 0, 0)
+	put(t, s, "sip:a@example.com", binding("sip:a1@192.0.2.1", epoch.Add(time.Hour)), binding("sip:a2@192.0.2.1", epoch.Add(time.Hour)))
+	put(t, s, "sip:b@example.com", binding("sip:b@192.0.2.1", epoch.Add(time.Hour)))
+	check("two AORs", 2, 3)
+	err := s.Update(ctx, "sip:a@example.com", func(rec *registrar.Record) error {
+		rec.Bindings = rec.Bindings[:1]
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update = %v", err)
+	}
+	check("one binding removed", 2, 2)
+	err = s.Update(ctx, "sip:b@example.com", func(rec *registrar.Record) error {
+		rec.Bindings = nil
+		rec.KnownUntil = epoch.Add(time.Hour)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update = %v", err)
+	}
+	check("known without bindings", 1, 1)
+	if err := s.Delete(ctx, "sip:a@example.com"); err != nil {
+		t.Fatalf("Delete = %v", err)
+	}
+	if err := s.Delete(ctx, "sip:a@example.com"); err != nil {
+		t.Fatalf("Delete again = %v", err)
+	}
+	check("deleted", 0, 0)
+}
+
+func testVersionKept(t *testing.T, s registrar.Store) {
+	ctx := context.Background()
+	for range 3 {
+		err := s.Update(ctx, "sip:v@example.com", func(rec *registrar.Record) error {
+			rec.Version += 10
+			rec.KnownUntil = epoch.Add(time.Hour)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Update = %v", err)
+		}
+	}
+	if got := get(t, s, "sip:v@example.com"); got.Version != 30 || !got.KnownUntil.Equal(epoch.Add(time.Hour)) {
+		t.Fatalf("record = %+v, want version 30 and KnownUntil kept", got)
 	}
 }

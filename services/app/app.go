@@ -18,6 +18,7 @@ import (
 	registrarv1 "github.com/sipd/sipd/proto/gen/sipd/registrar/v1"
 	routerv1 "github.com/sipd/sipd/proto/gen/sipd/router/v1"
 	"github.com/sipd/sipd/registrar"
+	"github.com/sipd/sipd/registrar/redisstore"
 	"github.com/sipd/sipd/router"
 	"github.com/sipd/sipd/services/config"
 	"github.com/sipd/sipd/services/grpcx"
@@ -123,8 +124,13 @@ func Run(ctx context.Context, cfg *config.Config, role config.Role, logger *slog
 
 	var servers []*grpcx.Server
 	if role == config.RoleSipd || role == config.RoleRegistrar {
+		store, closeStore, err := newStore(cfg.Registrar)
+		if err != nil {
+			return errors.Join(err, stopAll(g))
+		}
+		defer closeStore()
 		reg, err := registrar.New(cfg.Registrar, registrar.Deps{
-			Store:      registrar.NewMemoryStore(),
+			Store:      store,
 			Events:     events,
 			Logger:     logger.With("service", "registrar"),
 			Registerer: tel.Registry,
@@ -192,6 +198,19 @@ func Run(ctx context.Context, cfg *config.Config, role config.Role, logger *slog
 	}
 	logger.Info("starting", "role", string(role))
 	return g.Wait()
+}
+
+// newStore returns the registrar's store as configured, and how to close
+// it. Neither connects: the Redis store dials on its first operation.
+func newStore(cfg registrar.Config) (registrar.Store, func(), error) {
+	if cfg.Store != registrar.StoreRedis {
+		return registrar.NewMemoryStore(), func() {}, nil
+	}
+	s, err := redisstore.New(cfg.Redis)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating redis store: %w", err)
+	}
+	return s, func() { _ = s.Close() }, nil
 }
 
 // errStopping cancels the group's context by failing one of its members.
