@@ -33,7 +33,7 @@ SITES_COMPOSE = COMPOSE_PROJECT_NAME=$(COMPOSE_PROJECT)-sites \
 	$(COMPOSE) $(if $(filter 1,$(STANDINS)),--env-file deploy/standins.env) -f deploy/compose.sites.yaml
 
 .PHONY: up-sites
-up-sites: ## start the two-site compose stack (per site: edge, registrar, router, Redis, NATS; NATS joined by a gateway)
+up-sites: ## start the two-site compose stack (per site: edge, registrar, router, Redis, NATS; NATS joined as leaf nodes)
 	$(SITES_COMPOSE) up -d
 	deploy/compose-wait.sh $(COMPOSE_PROJECT)-sites 180
 

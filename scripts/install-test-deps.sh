@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sipd's tests talk to: sipp (sip-tester),
-# redis-server and baresip (a real softphone). It does nothing when they
+# redis-server and baresip (a real softphone), and jq and curl for the
+# compose test. It does nothing when they
 # are already there, and only reports what is missing when not run as root.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
