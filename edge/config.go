@@ -54,6 +54,11 @@ type Config struct {
 	// non-local domain) to a fixed next hop without asking the router,
 	// record-routing; requests no route matches go to the router.
 	StaticRoutes []StaticRoute `yaml:"static_routes"`
+	// FlowSecret signs the flow tokens the edge puts in Path and
+	// Record-Route (RFC 5626), so that they cannot be forged. Empty picks a
+	// random secret at start: tokens then stop working when the edge
+	// restarts (TCP flows end then anyway; UDP contacts register again).
+	FlowSecret string `yaml:"flow_secret"`
 }
 
 // Defaults of Config.

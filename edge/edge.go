@@ -2,6 +2,8 @@ package edge
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -58,8 +60,10 @@ type Edge struct {
 	domains map[string]bool
 	trusted []netip.Prefix
 	static  *staticRoutes // nil without static routes
-	jobs    chan func()
-	ready   chan struct{}
+	// flowSecret signs flow tokens (flow.go).
+	flowSecret []byte
+	jobs       chan func()
+	ready      chan struct{}
 
 	runCtx  atomic.Pointer[context.Context]
 	localMu sync.Mutex
@@ -99,6 +103,11 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	}
 	for _, d := range cfg.Domains {
 		e.domains[hostOf(d)] = true
+	}
+	e.flowSecret = []byte(cfg.FlowSecret)
+	if len(e.flowSecret) == 0 {
+		e.flowSecret = make([]byte, 32)
+		_, _ = rand.Read(e.flowSecret)
 	}
 	for _, s := range cfg.Trusted {
 		p, _ := netip.ParsePrefix(s)
@@ -368,7 +377,10 @@ func (e *Edge) ctx() context.Context {
 // send hands data to the transport.
 func (e *Edge) send(d transport.Dest, data []byte) error {
 	if err := e.tl.Send(d, data); err != nil {
-		e.logger.Debug("send failed", "dest", d.Addr.String(), "proto", d.Proto.String(), "err", err)
+		e.logger.Debug("send failed", "dest", d.Addr.String(), "proto", d.Proto.String(), "conn_id", d.ConnID, "err", err)
+		if d.ConnID != 0 && !d.Addr.IsValid() && errors.Is(err, transport.ErrConnClosed) {
+			return fmt.Errorf("%w: %w", ErrFlowFailed, err)
+		}
 		return fmt.Errorf("%w: %w", ErrSend, err)
 	}
 	return nil

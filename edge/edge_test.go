@@ -74,7 +74,9 @@ func TestRegister(t *testing.T) {
 		t.Errorf("contacts = %v", in.Contacts)
 	case in.Expires.AsDuration() != 1800*time.Second:
 		t.Errorf("expires = %v", in.Expires)
-	case len(in.Path) != 2:
+	case len(in.Path) != 3 || !strings.HasSuffix(in.Path[0], "@"+te.udp.String()+";lr;ob>") || in.Path[1] != "<sip:p1.example;lr>":
+		// An outbound contact (+sip.instance and reg-id): our Path with a
+		// flow token first, then the UA's.
 		t.Errorf("path = %v", in.Path)
 	case in.Flow.GetTransport() != registrarv1.Transport_TRANSPORT_UDP || in.Flow.GetSource() != u.addr.String() || in.Flow.GetEdge() != te.ID():
 		t.Errorf("flow = %v (edge id %s)", in.Flow, te.ID())

@@ -148,25 +148,38 @@ func (e *Edge) prepare(base *sip.Request, src inbound, t *routerv1.Target, recor
 			}
 		}
 	}
-	nu, err := nextHopURI(fwd, t)
-	if err != nil {
-		return nil, transport.Dest{}, err
-	}
-	h, err := hopOf(nu)
-	if err != nil {
-		return nil, transport.Dest{}, err
-	}
-	addr, err := e.resolve(h)
-	if err != nil {
-		return nil, transport.Dest{}, err
-	}
-	dest := transport.Dest{Proto: h.proto, Addr: addr}
-	if t != nil && t.GetConnectionId() != 0 && t.GetEdge() == e.ID() && h.proto.Reliable() {
-		dest.ConnID = t.GetConnectionId()
-	}
-	out, served := e.listenerFor(h.proto, addr)
-	if served {
-		dest.Local = out.Addr
+	var (
+		dest transport.Dest
+		out  transport.Listener
+	)
+	// A top Route naming a flow of ours (our Path of the binding, or our
+	// Record-Route of a dialog over a flow): deliver over that flow.
+	fl, token, viaFlow := e.takeFlowRoute(fwd)
+	if viaFlow {
+		dest = e.flowDest(fl, &fwd.Recipient)
+		out = e.listenerOf(inbound{proto: fl.proto, local: fl.local})
+	} else {
+		nu, err := nextHopURI(fwd, t)
+		if err != nil {
+			return nil, transport.Dest{}, err
+		}
+		h, err := hopOf(nu)
+		if err != nil {
+			return nil, transport.Dest{}, err
+		}
+		addr, err := e.resolve(h)
+		if err != nil {
+			return nil, transport.Dest{}, err
+		}
+		dest = transport.Dest{Proto: h.proto, Addr: addr}
+		if t != nil && t.GetConnectionId() != 0 && t.GetEdge() == e.ID() && h.proto.Reliable() {
+			dest.ConnID = t.GetConnectionId()
+		}
+		var served bool
+		out, served = e.listenerFor(h.proto, addr)
+		if served {
+			dest.Local = out.Addr
+		}
 	}
 	li := e.local.Load()
 	outHost, outPort := li.sentBy(out)
@@ -176,9 +189,9 @@ func (e *Edge) prepare(base *sip.Request, src inbound, t *routerv1.Target, recor
 		double := in.Proto != out.Proto || in.Addr != out.Addr
 		if double {
 			inHost, inPort := li.sentBy(in)
-			fwd.PrependHeader(recordRouteHeader(inHost, inPort, in.Proto, true))
+			fwd.PrependHeader(withToken(recordRouteHeader(inHost, inPort, in.Proto, true), token))
 		}
-		fwd.PrependHeader(recordRouteHeader(outHost, outPort, out.Proto, double))
+		fwd.PrependHeader(withToken(recordRouteHeader(outHost, outPort, out.Proto, double), token))
 	}
 	decrementMaxForwards(fwd)
 	branch := newBranch(loop)
@@ -191,7 +204,7 @@ func (e *Edge) prepare(base *sip.Request, src inbound, t *routerv1.Target, recor
 	fwd.PrependHeader(&sip.ViaHeader{
 		ProtocolName:    "SIP",
 		ProtocolVersion: "2.0",
-		Transport:       h.proto.String(),
+		Transport:       dest.Proto.String(),
 		Host:            outHost,
 		Port:            outPort,
 		Params:          params,
@@ -211,6 +224,13 @@ func recordRouteHeader(host string, port int, proto transport.Proto, r2 bool) *s
 		params.Add("r2", "on")
 	}
 	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: params}}
+}
+
+// withToken puts a flow token in the user part of our Record-Route, so
+// that requests of the dialog find the flow again (RFC 5626 section 5.3).
+func withToken(rr *sip.RecordRouteHeader, token string) *sip.RecordRouteHeader {
+	rr.Address.User = token
+	return rr
 }
 
 // branchOf returns the branch of a request's top Via.

@@ -124,7 +124,14 @@ func (e *Edge) handleRequest(req *sip.Request, parseErr error, src inbound) {
 
 	// Strip the Route headers that name this edge (loose routing, and the
 	// second entry of a double Record-Route).
-	popped := e.popLocalRoutes(req)
+	// A top Route with a flow token of ours, on a request that did not
+	// come from that flow, delivers to the flow (flow.go); it stays for
+	// prepare to take.
+	_, toFlow := e.inboundFlow(req, src)
+	popped := 0
+	if !toFlow {
+		popped = e.popLocalRoutes(req)
+	}
 	hasRoute := req.Route() != nil
 	uri := &req.Recipient
 	toUs := uri.User == "" && uri.Host != "" && e.isLocal(uri.Host, uri.Port) && !hasRoute
@@ -156,6 +163,8 @@ func (e *Edge) handleRequest(req *sip.Request, parseErr error, src inbound) {
 			return
 		}
 		e.register(req, key, src)
+	case toFlow:
+		e.forwardToFlow(req, key, src)
 	case toTag(req) != "":
 		e.sequential(req, key, src, popped)
 	default:
@@ -193,7 +202,9 @@ func (e *Edge) looped(req *sip.Request) bool {
 			continue
 		}
 		i := strings.LastIndexByte(b, '.')
-		if i < 0 || !e.isLocal(via.Host, via.Port) && !e.isLocalDomain(via.Host) {
+		// Only a Via naming this edge's own host and port counts: another
+		// edge on the same host (a local domain too) is not us.
+		if i < 0 || !e.isLocal(via.Host, via.Port) {
 			continue
 		}
 		if !hashed {
@@ -214,7 +225,9 @@ func (e *Edge) handleACK(req *sip.Request, src inbound) {
 			return
 		}
 	}
-	e.popLocalRoutes(req)
+	if _, toFlow := e.inboundFlow(req, src); !toFlow {
+		e.popLocalRoutes(req)
+	}
 	if maxForwards(req) == 0 || e.looped(req) {
 		return
 	}

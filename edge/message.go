@@ -196,6 +196,8 @@ func reasonPhrase(code int) string {
 		return "Bad Extension"
 	case 423:
 		return "Interval Too Brief"
+	case 430:
+		return "Flow Failed"
 	case 480:
 		return "Temporarily Unavailable"
 	case 481:

@@ -193,6 +193,10 @@ func (p *proxyTx) route() {
 		Source:     p.src.source.String(),
 		Transport:  routerv1.Transport(p.src.proto),
 		Edge:       e.ID(),
+		Trusted:    e.isTrusted(p.src.source.Addr()),
+	}
+	if from := req.From(); from != nil {
+		in.Credentials = credentialsFor(req, "Proxy-Authorization", hostOf(from.Address.Host))
 	}
 	for _, name := range []string{"User-Agent", "P-Asserted-Identity", "Priority"} {
 		if h := req.GetHeader(name); h != nil {
@@ -236,6 +240,7 @@ func (p *proxyTx) route() {
 		if ra := r.GetRetryAfter(); ra != nil && ra.AsDuration() > 0 {
 			extra = append(extra, retryAfterHeader(int((ra.AsDuration()+time.Second-1)/time.Second)))
 		}
+		extra = append(extra, rejectHeaders(r.GetHeaders())...)
 		p.finish(code, reason, extra...)
 	case *routerv1.RouteResponse_Forward:
 		f := a.Forward
@@ -301,6 +306,26 @@ func (e *Edge) sequential(req *sip.Request, key string, src inbound, popped int)
 		}
 		return
 	}
+	p.startGroup(0)
+}
+
+// forwardToFlow forwards a request whose top Route names one of our flows
+// over that flow, without asking the router: an initial request (sent here
+// by another edge, or by us, from the binding's Path) is record-routed with
+// the flow token so that the dialog's requests find the flow too.
+func (e *Edge) forwardToFlow(req *sip.Request, key string, src inbound) {
+	p, ok := e.newProxyTx(req, key, src)
+	if !ok {
+		return
+	}
+	if p.invite {
+		p.respond(100, "")
+	}
+	p.mu.Lock()
+	p.routed = true
+	p.recordRoute = toTag(req) == ""
+	p.groups = []*routerv1.TargetGroup{{Targets: []*routerv1.Target{nil}}}
+	p.mu.Unlock()
 	p.startGroup(0)
 }
 

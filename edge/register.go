@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	registrarv1 "github.com/sipd/sipd/proto/gen/sipd/registrar/v1"
+
+	"github.com/sipd/sipd/edge/transport"
 )
 
 // register hands a REGISTER for a local domain to the registrar, on a worker.
@@ -35,6 +38,10 @@ func (e *Edge) registerRequest(req *sip.Request, src inbound) *registrarv1.Regis
 			Local:        src.local.String(),
 			ConnectionId: src.connID,
 		},
+		RequestUri:  req.Recipient.String(),
+		ViaMismatch: viaMismatch(req, src),
+		Trusted:     e.isTrusted(src.source.Addr()),
+		Credentials: credentialsFor(req, "Authorization", hostOf(req.To().Address.Host)),
 	}
 	for _, h := range req.GetHeaders("Contact") {
 		c, ok := h.(*sip.ContactHeader)
@@ -70,6 +77,10 @@ func (e *Edge) registerRequest(req *sip.Request, src inbound) *registrarv1.Regis
 		if n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32); err == nil {
 			in.Expires = durationpb.New(time.Duration(n) * time.Second)
 		}
+	}
+	if wantsPath(req, src) {
+		// Ours is the hop next to the registrar: it comes first.
+		in.Path = append(in.Path, e.pathFor(src, isOutbound(req)))
 	}
 	for _, h := range req.GetHeaders("Path") {
 		in.Path = append(in.Path, splitList(h.Value())...)
@@ -132,11 +143,35 @@ func (p *proxyTx) register() {
 	var extra []sip.Header
 	switch {
 	case code >= 200 && code < 300:
+		outbound := false
 		for _, b := range resp.GetBindings() {
 			secs := int64(b.GetExpires().AsDuration().Round(time.Second) / time.Second)
-			extra = append(extra, sip.NewHeader("Contact", "<"+b.GetUri()+">;expires="+strconv.FormatInt(secs, 10)))
+			v := "<" + b.GetUri() + ">;expires=" + strconv.FormatInt(secs, 10)
+			if b.GetInstance() != "" && !strings.ContainsAny(b.GetInstance(), "\"\r\n") {
+				v += `;+sip.instance="` + b.GetInstance() + `"`
+				if b.GetRegId() > 0 {
+					v += ";reg-id=" + strconv.Itoa(int(b.GetRegId()))
+					outbound = true
+				}
+			}
+			extra = append(extra, sip.NewHeader("Contact", v))
+		}
+		// Path is echoed to a UA that supports it (RFC 3327 section 5.3);
+		// outbound is required once the registrar kept a flow (RFC 5626
+		// section 6).
+		if supports(p.req, "path") && len(in.Path) > 0 {
+			extra = append(extra, sip.NewHeader("Path", strings.Join(in.Path, ", ")))
+		}
+		if outbound && wantsPath(p.req, p.src) {
+			extra = append(extra, sip.NewHeader("Require", "outbound"))
 		}
 		extra = append(extra, sip.NewHeader("Date", time.Now().UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
+	case code == 401:
+		for _, c := range resp.GetChallenges() {
+			if v := c.GetValue(); v != "" && !strings.ContainsAny(v, "\r\n") {
+				extra = append(extra, sip.NewHeader("WWW-Authenticate", v))
+			}
+		}
 	case code == 423:
 		if me := resp.GetMinExpires(); me != nil {
 			extra = append(extra, sip.NewHeader("Min-Expires", strconv.FormatInt(int64(me.AsDuration()/time.Second), 10)))
@@ -153,4 +188,36 @@ func (p *proxyTx) register() {
 		reason = ""
 	}
 	p.finish(code, reason, extra...)
+}
+
+// supports reports whether req lists option tag in Supported.
+func supports(req *sip.Request, tag string) bool {
+	for _, h := range req.GetHeaders("Supported") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(t), tag) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// viaMismatch reports a REGISTER whose source differs from its top Via's
+// sent-by: another IP address, or over UDP another port (Kamailio's
+// nat_uac_test flags 2 and 16). The UA sits behind a NAT it does not know
+// about, so its contact is reached at the source address.
+func viaMismatch(req *sip.Request, src inbound) bool {
+	via := req.Via()
+	if via == nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(hostOf(via.Host))
+	if err != nil || ip.Unmap() != src.source.Addr().Unmap() {
+		return true
+	}
+	port := via.Port
+	if port == 0 {
+		port = 5060
+	}
+	return src.proto == transport.UDP && port != int(src.source.Port())
 }

@@ -55,6 +55,8 @@ func statusFor(err error) sipStatus {
 	switch {
 	case err == nil:
 		return sipStatus{code: 200}
+	case errors.Is(err, ErrFlowFailed):
+		return sipStatus{430, false}
 	case errors.Is(err, ErrOverload), errors.Is(err, ErrNoRoute), errors.Is(err, ErrSend),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return sipStatus{503, true}

@@ -45,3 +45,31 @@ func TestOutboundReplacesFlow(t *testing.T) {
 		}
 	}
 }
+
+func TestReceivedOnViaMismatch(t *testing.T) {
+	tests := []struct {
+		name     string
+		contact  string
+		mismatch bool
+		want     string
+	}{
+		{name: "public contact, via matches", contact: "sip:alice@203.0.113.9:5060", want: ""},
+		{name: "public contact, via differs", contact: "sip:alice@203.0.113.9:5060", mismatch: true, want: "sip:198.51.100.7:40000;transport=udp"},
+		{name: "contact is the source", contact: "sip:alice@198.51.100.7:40000", mismatch: true, want: ""},
+		{name: "private contact", contact: "sip:alice@10.0.0.5:5060", want: "sip:198.51.100.7:40000;transport=udp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			req := reg("call-nat", 1, contact(tt.contact))
+			req.ViaMismatch = tt.mismatch
+			resp, err := f.r.Register(context.Background(), req)
+			if err != nil || len(resp.GetBindings()) != 1 {
+				t.Fatalf("Register = %v, %v", resp, err)
+			}
+			if got := resp.GetBindings()[0].GetReceived(); got != tt.want {
+				t.Errorf("received = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -208,7 +209,7 @@ func (r *Registrar) applyLocked(rec *Record, req *registrarv1.RegisterRequest, u
 			Instance:  u.in.GetInstance(),
 			RegID:     u.in.GetRegId(),
 			UserAgent: req.GetUserAgent(),
-			Received:  receivedFor(u.parsed, req.GetFlow()),
+			Received:  receivedOf(u.parsed, req),
 		}
 		rec.KnownUntil = later(rec.KnownUntil, b.ExpiresAt.Add(r.cfg.KnownRetention))
 		if i >= 0 {
@@ -350,4 +351,27 @@ func storedKey(b Binding) string {
 		return outboundKey(b.Instance, b.RegID)
 	}
 	return bindingKey(b.URI)
+}
+
+// receivedOf is the received address of a contact: set when the contact is
+// a private address other than the source (receivedFor), or when the edge
+// saw the source differ from the Via sent-by (nathelper's nat_uac_test),
+// unless the contact names the source address itself.
+func receivedOf(contact sipURI, req *registrarv1.RegisterRequest) string {
+	if r := receivedFor(contact, req.GetFlow()); r != "" || !req.GetViaMismatch() {
+		return r
+	}
+	f := req.GetFlow()
+	src, err := netip.ParseAddrPort(f.GetSource())
+	if err != nil {
+		return ""
+	}
+	if host, err := netip.ParseAddr(contact.host); err == nil && host.Unmap() == src.Addr().Unmap() && (contact.port == int(src.Port()) || contact.port == 0 && src.Port() == 5060) {
+		return ""
+	}
+	r := "sip:" + src.String()
+	if t := transportName(f.GetTransport()); t != "" {
+		r += ";transport=" + t
+	}
+	return r
 }

@@ -17,6 +17,7 @@ import (
 	routerv1 "github.com/sipd/sipd/proto/gen/sipd/router/v1"
 	"github.com/sipd/sipd/router/internal/sipuri"
 	"github.com/sipd/sipd/router/steps"
+	"github.com/sipd/sipd/router/steps/auth"
 	"github.com/sipd/sipd/router/steps/location"
 	"github.com/sipd/sipd/router/steps/static"
 	"go.opentelemetry.io/otel"
@@ -34,10 +35,20 @@ type Locator interface {
 	Lookup(ctx context.Context, in *registrarv1.LookupRequest, opts ...grpc.CallOption) (*registrarv1.LookupResponse, error)
 }
 
+// Authenticator checks digest credentials in the registrar; a
+// registrarv1.RegistrarServiceClient is one.
+type Authenticator interface {
+	Authenticate(ctx context.Context, in *registrarv1.AuthenticateRequest, opts ...grpc.CallOption) (*registrarv1.AuthenticateResponse, error)
+}
+
 // Deps are what a Router talks to.
 type Deps struct {
 	// Locator is the registrar; required by the location step.
 	Locator Locator
+	// Authenticator is the registrar's Authenticate, for the auth step;
+	// nil uses Locator when it has Authenticate too, and leaves the auth
+	// step out otherwise.
+	Authenticator Authenticator
 	// Logger; nil uses slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil leaves them unregistered.
@@ -46,16 +57,27 @@ type Deps struct {
 	TracerProvider trace.TracerProvider
 }
 
-// chain is the order of the routing steps. Static routes come first: they
+// chain is the order of the routing steps. Auth comes first: a caller from
+// a local domain must prove who it is before anything is routed for it.
+// Static routes come next: they
 // are the operator's explicit word for a domain (a trunk, a PBX, a
 // catch-all "*" for foreign domains) and need no lookup. Location then
 // serves the local domains from the registrar. A request no step decides
 // is answered 404.
-var chain = []string{static.Name, location.Name}
+var chain = []string{auth.Name, static.Name, location.Name}
 
 // buildStep returns the step called name for cfg and deps.
 func buildStep(name string, cfg Config, deps Deps, log *slog.Logger) (steps.Step, error) {
 	switch name {
+	case auth.Name:
+		a := deps.Authenticator
+		if a == nil {
+			a, _ = deps.Locator.(Authenticator)
+		}
+		if a == nil {
+			return nil, nil // no authenticator: the step is left out
+		}
+		return auth.New(a, cfg.Domains, log.With("step", auth.Name)), nil
 	case static.Name:
 		routes := make([]static.Route, len(cfg.StaticRoutes))
 		for i, r := range cfg.StaticRoutes {
@@ -122,7 +144,9 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("building step %s: %w", name, err)
 		}
-		r.steps = append(r.steps, namedStep{name, s})
+		if s != nil {
+			r.steps = append(r.steps, namedStep{name, s})
+		}
 	}
 	if deps.Registerer != nil {
 		if err := deps.Registerer.Register(r.decisions); err != nil {

@@ -51,10 +51,19 @@ func binding(uri string, q int32, received string) *registrarv1.Binding {
 		Uri:      uri,
 		Q:        q,
 		Received: received,
-		Path:     []string{"<sip:edge1.example.com;lr>"},
+		Path:     path(received),
 		Flow:     &registrarv1.Flow{Edge: "edge1.example.com:5060", ConnectionId: 9},
 		Expires:  durationpb.New(time.Hour),
 	}
+}
+
+// path is the Path of a test binding: none for one behind NAT (received
+// set), one edge otherwise.
+func path(received string) []string {
+	if received != "" {
+		return nil
+	}
+	return []string{"<sip:edge1.example.com;lr>"}
 }
 
 func locator() *fakeLocator {
@@ -71,9 +80,13 @@ func locator() *fakeLocator {
 	}}
 }
 
+// target is the expected target of a binding(): a binding behind NAT has
+// no Path and goes to its received address; the others go by their Path.
 func target(uri, dest string, q int32) *routerv1.Target {
-	t := &routerv1.Target{RequestUri: uri, Destination: dest, Q: q,
-		Route: []string{"<sip:edge1.example.com;lr>"}, Edge: "edge1.example.com:5060", ConnectionId: 9}
+	t := &routerv1.Target{RequestUri: uri, Destination: dest, Q: q, Edge: "edge1.example.com:5060", ConnectionId: 9}
+	if dest == "" {
+		t.Route = []string{"<sip:edge1.example.com;lr>"}
+	}
 	return t
 }
 

@@ -106,9 +106,15 @@ func targetGroups(bindings []*registrarv1.Binding) []*routerv1.TargetGroup {
 			last = q
 		}
 		g := groups[len(groups)-1]
+		// With a Path the request goes through the edge named there, which
+		// owns the flow; the received address serves bindings without one.
+		dest := b.GetReceived()
+		if len(b.GetPath()) > 0 {
+			dest = ""
+		}
 		g.Targets = append(g.Targets, &routerv1.Target{
 			RequestUri:   b.GetUri(),
-			Destination:  b.GetReceived(),
+			Destination:  dest,
 			Route:        slices.Clone(b.GetPath()),
 			Edge:         b.GetFlow().GetEdge(),
 			ConnectionId: b.GetFlow().GetConnectionId(),

@@ -554,7 +554,11 @@ type RegisterRequest struct {
 	// no authentication is asked.
 	Trusted bool `protobuf:"varint,11,opt,name=trusted,proto3" json:"trusted,omitempty"`
 	// RequestUri is the REGISTER's Request-URI (digest-uri checks).
-	RequestUri    string `protobuf:"bytes,12,opt,name=request_uri,json=requestUri,proto3" json:"request_uri,omitempty"`
+	RequestUri string `protobuf:"bytes,12,opt,name=request_uri,json=requestUri,proto3" json:"request_uri,omitempty"`
+	// ViaMismatch is true when the source address differs from the top
+	// Via's sent-by (the UA is behind a NAT it does not know about), so the
+	// registrar stores the source as the binding's received address.
+	ViaMismatch   bool `protobuf:"varint,13,opt,name=via_mismatch,json=viaMismatch,proto3" json:"via_mismatch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,6 +675,13 @@ func (x *RegisterRequest) GetRequestUri() string {
 		return x.RequestUri
 	}
 	return ""
+}
+
+func (x *RegisterRequest) GetViaMismatch() bool {
+	if x != nil {
+		return x.ViaMismatch
+	}
+	return false
 }
 
 // Binding is one contact of an AOR as stored.
@@ -2318,7 +2329,7 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\aexpires\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aexpires\x12\f\n" +
 	"\x01q\x18\x03 \x01(\x05R\x01q\x12\x1a\n" +
 	"\binstance\x18\x04 \x01(\tR\binstance\x12\x15\n" +
-	"\x06reg_id\x18\x05 \x01(\x05R\x05regId\"\xc2\x03\n" +
+	"\x06reg_id\x18\x05 \x01(\x05R\x05regId\"\xe5\x03\n" +
 	"\x0fRegisterRequest\x12\x10\n" +
 	"\x03aor\x18\x01 \x01(\tR\x03aor\x12\x17\n" +
 	"\acall_id\x18\x02 \x01(\tR\x06callId\x12\x12\n" +
@@ -2334,7 +2345,8 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	" \x01(\v2$.sipd.registrar.v1.DigestCredentialsR\vcredentials\x12\x18\n" +
 	"\atrusted\x18\v \x01(\bR\atrusted\x12\x1f\n" +
 	"\vrequest_uri\x18\f \x01(\tR\n" +
-	"requestUri\"\xba\x02\n" +
+	"requestUri\x12!\n" +
+	"\fvia_mismatch\x18\r \x01(\bR\vviaMismatch\"\xba\x02\n" +
 	"\aBinding\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x123\n" +
 	"\aexpires\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aexpires\x12\f\n" +
