@@ -76,4 +76,5 @@ clean: ## remove built binaries
 	rm -rf $(BIN)
 
 -include bench/bench.mk
+-include bench/tcp.mk
 -include deploy/deploy.mk

@@ -3,13 +3,15 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"runtime"
 	"time"
 )
 
 // Defaults and bounds for Config.
 const (
 	DefaultMaxMessageSize = 65535
-	DefaultUDPBuffer      = 4 << 20
+	DefaultUDPBuffer      = 8 << 20
 	DefaultTCPIdleTimeout = 10 * time.Minute
 	DefaultMaxConnections = 10000
 	DefaultDialTimeout    = 2 * time.Second
@@ -18,6 +20,7 @@ const (
 	minMessageSize = 1024
 	maxMessageSize = 16 << 20
 	maxSockBuffer  = 1 << 30
+	maxUDPSockets  = 256
 )
 
 // Config configures the transport layer.
@@ -30,13 +33,23 @@ type Config struct {
 	// 65535). Larger datagrams are dropped; on a stream, a larger message (or
 	// header section) is a framing error and closes the connection.
 	MaxMessageSize int `yaml:"max_message_size"`
-	// UDPReadBuffer is the SO_RCVBUF size asked for on UDP sockets, in bytes
-	// (default 4 MiB). A warning is logged when the kernel grants less
-	// (raise net.core.rmem_max on Linux).
+	// UDPReadBuffer is the SO_RCVBUF size asked for on each UDP socket, in
+	// bytes (default 8 MiB). When the kernel caps it (net.core.rmem_max on
+	// Linux) the layer retries with SO_RCVBUFFORCE, which needs
+	// CAP_NET_ADMIN, and logs a warning if it still gets less.
 	UDPReadBuffer int `yaml:"udp_read_buffer"`
-	// UDPWriteBuffer is the SO_SNDBUF size asked for on UDP sockets, in bytes
-	// (default 4 MiB).
+	// UDPWriteBuffer is the SO_SNDBUF size asked for on each UDP socket, in
+	// bytes (default 8 MiB; capped by net.core.wmem_max likewise).
 	UDPWriteBuffer int `yaml:"udp_write_buffer"`
+	// UDPSockets is the number of sockets bound to each UDP listener with
+	// SO_REUSEPORT, each with its own reading goroutine; the kernel spreads
+	// datagrams across them by source address (default GOMAXPROCS; 1 where
+	// SO_REUSEPORT is not available).
+	UDPSockets int `yaml:"udp_sockets"`
+	// TCPReuseport sets SO_REUSEPORT on TCP, TLS, WS and WSS listeners, so
+	// several edge processes can listen on the same address and the kernel
+	// spreads new connections across them.
+	TCPReuseport bool `yaml:"tcp_reuseport"`
 	// TCPIdleTimeout closes a connection that received nothing for this long
 	// (default 10m).
 	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`
@@ -49,6 +62,15 @@ type Config struct {
 	// WriteTimeout bounds one send on a connection, including waiting for
 	// other writers on it (default 2s).
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// TLS configures TLS and WSS listeners and outbound TLS.
+	TLS TLSConfig `yaml:"tls"`
+	// WSPath, when set, is the only HTTP path WS and WSS listeners upgrade
+	// (default: any path).
+	WSPath string `yaml:"ws_path"`
+	// OnClose, when set, is called once for every stream connection that
+	// closes, after it left the connection table, from the goroutine that
+	// closed it; it must not block.
+	OnClose func(connID uint64, remote netip.AddrPort) `yaml:"-"`
 }
 
 // SetDefaults fills zero values with the defaults.
@@ -74,6 +96,13 @@ func (c *Config) SetDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.UDPSockets == 0 {
+		c.UDPSockets = runtime.GOMAXPROCS(0)
+		if !reuseportSupported {
+			c.UDPSockets = 1
+		}
+	}
+	c.TLS.setDefaults()
 }
 
 // Validate reports every problem in c at once. Call SetDefaults first.
@@ -114,6 +143,22 @@ func (c Config) Validate() error {
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("write_timeout (%s) must be > 0", c.WriteTimeout))
+	}
+	if c.UDPSockets < 1 || c.UDPSockets > maxUDPSockets {
+		errs = append(errs, fmt.Errorf("udp_sockets (%d) must be between 1 and %d", c.UDPSockets, maxUDPSockets))
+	} else if c.UDPSockets > 1 && !reuseportSupported {
+		errs = append(errs, fmt.Errorf("udp_sockets (%d) must be 1: SO_REUSEPORT is not available here", c.UDPSockets))
+	}
+	if c.TCPReuseport && !reuseportSupported {
+		errs = append(errs, errors.New("tcp_reuseport (true): SO_REUSEPORT is not available here"))
+	}
+	needTLS := false
+	for _, l := range c.Listeners {
+		needTLS = needTLS || l.Proto == TLS || l.Proto == WSS
+	}
+	errs = append(errs, c.TLS.validate(needTLS)...)
+	if c.WSPath != "" && c.WSPath[0] != '/' {
+		errs = append(errs, fmt.Errorf("ws_path (%q) must start with /", c.WSPath))
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"io"
+	"sync"
 )
 
 // frameKind says what the start of a stream buffer holds.
@@ -226,8 +227,10 @@ func (p *clNumber) value(limit int) (int, error) {
 
 // stream reads SIP messages from a byte stream. It reads into a small buffer
 // and grows it only while a message is incomplete, going back to a small
-// buffer once the large message has been consumed, so an idle connection
-// holds little memory.
+// buffer once the large message has been consumed. Small buffers of the
+// default size come from a pool and go back to it when the stream is
+// released (a connection parked idle, or closed), so an idle connection
+// holds no buffer at all.
 type stream struct {
 	r          io.Reader
 	f          framer
@@ -236,9 +239,45 @@ type stream struct {
 	start, end int
 }
 
+// poolBufSize is the size of pooled stream buffers: the initial buffer of a
+// stream whose MaxMessageSize is at least this.
+const poolBufSize = 4096
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, poolBufSize); return &b }}
+
 func newStream(r io.Reader, maxSize int) *stream {
-	initial := min(4096, maxSize)
-	return &stream{r: r, f: framer{max: maxSize}, initial: initial}
+	s := &stream{}
+	s.init(r, maxSize)
+	return s
+}
+
+func (s *stream) init(r io.Reader, maxSize int) {
+	*s = stream{r: r, f: framer{max: maxSize}, initial: min(poolBufSize, maxSize)}
+}
+
+// empty reports whether no unconsumed bytes are buffered.
+func (s *stream) empty() bool { return s.start == s.end }
+
+// smallBuf returns a buffer of the initial size.
+func (s *stream) smallBuf() []byte {
+	if s.initial == poolBufSize {
+		return *bufPool.Get().(*[]byte)
+	}
+	return make([]byte, s.initial)
+}
+
+// release drops the buffer when nothing is pending, giving a pooled one
+// back. It reports whether the stream now holds no buffer.
+func (s *stream) release() bool {
+	if s.start != s.end {
+		return false
+	}
+	if cap(s.buf) == poolBufSize && s.initial == poolBufSize {
+		b := s.buf[:poolBufSize]
+		bufPool.Put(&b)
+	}
+	s.buf, s.start, s.end = nil, 0, 0
+	return true
 }
 
 // next returns the next frame: frameMessage with the message, framePing for
@@ -273,12 +312,12 @@ func (s *stream) fill() error {
 	case pending == 0:
 		s.start, s.end = 0, 0
 		if cap(s.buf) > s.initial || s.buf == nil {
-			s.buf = make([]byte, s.initial) // release a grown buffer
+			s.buf = s.smallBuf() // release a grown buffer
 		}
 	case cap(s.buf) > s.initial && pending < s.initial && s.f.total < s.initial:
 		// A large message was consumed and what follows fits a small buffer:
 		// release the large one.
-		nb := make([]byte, s.initial)
+		nb := s.smallBuf()
 		copy(nb, s.buf[s.start:s.end])
 		s.buf, s.start, s.end = nb, 0, pending
 	case s.end == len(s.buf):

@@ -76,6 +76,12 @@ func startLayer(t *testing.T, cfg Config, h Handler) *Layer {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	return runLayer(t, l)
+}
+
+// runLayer runs l until the test ends and returns it once ready.
+func runLayer(t *testing.T, l *Layer) *Layer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()

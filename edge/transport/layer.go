@@ -2,11 +2,14 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +19,7 @@ import (
 var (
 	ErrBadProto         = errors.New("transport: unknown protocol")
 	ErrBadListener      = errors.New("transport: bad listener")
-	ErrUnsupportedProto = errors.New("transport: protocol not supported yet")
+	ErrUnsupportedProto = errors.New("transport: protocol not supported")
 	ErrNoListener       = errors.New("transport: no listener to send from")
 	ErrConnClosed       = errors.New("transport: connection closed")
 	ErrNotRunning       = errors.New("transport: layer not running")
@@ -28,6 +31,7 @@ var (
 	ErrBadContentLength = errors.New("transport: bad content-length")
 	ErrHeaderTooLarge   = errors.New("transport: header section too large")
 	ErrMessageTooLarge  = errors.New("transport: message too large")
+	ErrTLSConfig        = errors.New("transport: tls configuration")
 )
 
 // Message is one complete SIP message as received. Data is valid only during
@@ -71,6 +75,10 @@ type Dest struct {
 	ConnID uint64
 	// Local optionally prefers the listener bound at this address.
 	Local netip.AddrPort
+	// Host, for TLS, is the host name the destination was resolved from:
+	// the server's certificate is verified against it (and it is sent as
+	// SNI). Empty verifies against the IP address.
+	Host string
 }
 
 // Stats are the layer's counters, for metrics.
@@ -84,6 +92,8 @@ type Stats struct {
 	IdleClosed    uint64 // connections closed for TCPIdleTimeout
 	FramingErrors uint64 // streams closed for a framing error
 	KeepAlives    uint64 // double-CRLF keep-alives answered
+	Parked        int    // idle connections parked without a reading goroutine
+	TLSErrors     uint64 // TLS handshakes and WebSocket upgrades that failed
 	Received      uint64 // messages handed to the Handler
 	Sent          uint64 // messages sent
 	SendErrors    uint64 // sends that failed
@@ -91,15 +101,24 @@ type Stats struct {
 
 type counters struct {
 	accepted, dialed, dialFailures, refused, dropped atomic.Uint64
-	idleClosed, framingErrors, keepAlives            atomic.Uint64
+	idleClosed, framingErrors, keepAlives, tlsErrors atomic.Uint64
 	received, sent, sendErrors                       atomic.Uint64
 }
 
 // bound is what Run bound, published once before Ready closes.
 type bound struct {
 	listeners []Listener
-	udp       []*udpSocket
-	tcp       []*tcpListener
+	udp       []*udpListener
+	streams   []*streamListener
+}
+
+func (b *bound) close() {
+	for _, u := range b.udp {
+		u.close()
+	}
+	for _, t := range b.streams {
+		_ = t.ln.Close()
+	}
 }
 
 // Layer is the transport layer: it owns the listeners, the connection table
@@ -114,14 +133,24 @@ type Layer struct {
 	bound   atomic.Pointer[bound]
 	nextID  atomic.Uint64
 	stats   counters
+	conns   *connTable
+
+	// Set by Run before any connection exists, read-only afterwards.
+	poll      *poller // parks idle TCP connections; nil where unsupported
+	parkAfter time.Duration
+	certs     *certStore  // nil without a certificate configured
+	tlsServer *tls.Config // for TLS and WSS listeners
+	rootCAs   *x509.CertPool
 
 	mu      sync.Mutex // guards the fields below
 	running bool       // Run has bound and not yet begun closing
 	ctx     context.Context
-	wg      sync.WaitGroup // reading goroutines; Add only under mu while running
-	conns   map[uint64]*conn
-	byAddr  map[connKey][]*conn
+	wg      sync.WaitGroup // reading goroutines; Add under mu while running, or from a counted goroutine
 }
+
+// DefaultParkAfter is how long a plain TCP connection may receive nothing
+// before its reading goroutine and buffer are released.
+const DefaultParkAfter = time.Second
 
 // New returns a Layer for cfg (zero values take their defaults) that hands
 // received messages to h. It does no I/O. A nil logger means slog.Default().
@@ -141,12 +170,12 @@ func New(cfg Config, h Handler, logger *slog.Logger) (*Layer, error) {
 		logger = slog.Default()
 	}
 	return &Layer{
-		cfg:    cfg,
-		h:      h,
-		logger: logger,
-		ready:  make(chan struct{}),
-		conns:  make(map[uint64]*conn),
-		byAddr: make(map[connKey][]*conn),
+		cfg:       cfg,
+		h:         h,
+		logger:    logger,
+		ready:     make(chan struct{}),
+		conns:     newConnTable(),
+		parkAfter: DefaultParkAfter,
 	}, nil
 }
 
@@ -166,9 +195,11 @@ func (l *Layer) Listeners() []Listener {
 
 // Stats returns the current counters.
 func (l *Layer) Stats() Stats {
-	l.mu.Lock()
-	n := len(l.conns)
-	l.mu.Unlock()
+	n := l.conns.len()
+	parked := 0
+	if l.poll != nil && l.bound.Load() != nil {
+		parked = l.poll.parkedCount()
+	}
 	s := &l.stats
 	return Stats{
 		Connections:   n,
@@ -180,6 +211,8 @@ func (l *Layer) Stats() Stats {
 		IdleClosed:    s.idleClosed.Load(),
 		FramingErrors: s.framingErrors.Load(),
 		KeepAlives:    s.keepAlives.Load(),
+		Parked:        parked,
+		TLSErrors:     s.tlsErrors.Load(),
 		Received:      s.received.Load(),
 		Sent:          s.sent.Load(),
 		SendErrors:    s.sendErrors.Load(),
@@ -188,16 +221,14 @@ func (l *Layer) Stats() Stats {
 
 // Run binds every listener, serves until ctx ends, then closes every socket
 // and connection and returns after all of its goroutines have exited. It
-// returns an error naming the listener if one cannot be bound (TLS, WS and
-// WSS listeners are refused for now), and nil after ctx ends.
+// returns an error naming the listener if one cannot be bound, or naming
+// the file if the TLS certificate cannot be loaded, and nil after ctx ends.
 func (l *Layer) Run(ctx context.Context) error {
 	if !l.started.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
-	for _, lis := range l.cfg.Listeners {
-		if !lis.Proto.served() {
-			return fmt.Errorf("binding listener %s: %w", lis, ErrUnsupportedProto)
-		}
+	if err := l.setupTLS(); err != nil {
+		return err
 	}
 	b, err := l.bind(ctx)
 	if err != nil {
@@ -205,15 +236,25 @@ func (l *Layer) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if p, err := newPoller(l); err != nil {
+		l.logger.Warn("idle connections will not be parked", "err", err)
+	} else {
+		l.poll = p
+	}
 
 	l.mu.Lock()
 	l.running = true
 	l.ctx = ctx
-	for _, s := range b.udp {
-		l.wg.Go(func() { l.readUDP(ctx, s) })
+	for _, u := range b.udp {
+		for _, s := range u.socks {
+			l.wg.Go(func() { l.readUDP(ctx, s) })
+		}
 	}
-	for _, t := range b.tcp {
+	for _, t := range b.streams {
 		l.wg.Go(func() { l.accept(ctx, t) })
+	}
+	if l.poll != nil {
+		l.poll.start(ctx, &l.wg)
 	}
 	l.mu.Unlock()
 
@@ -227,21 +268,15 @@ func (l *Layer) Run(ctx context.Context) error {
 
 	l.mu.Lock()
 	l.running = false
-	open := make([]*conn, 0, len(l.conns))
-	for _, c := range l.conns {
-		open = append(open, c)
-	}
 	l.mu.Unlock()
-	for _, s := range b.udp {
-		_ = s.conn.Close()
-	}
-	for _, t := range b.tcp {
-		_ = t.ln.Close()
-	}
-	for _, c := range open {
+	b.close()
+	for _, c := range l.conns.all() {
 		l.closeConn(c)
 	}
 	l.wg.Wait()
+	if l.poll != nil {
+		l.poll.close()
+	}
 	l.logger.Info("transport stopped")
 	return nil
 }
@@ -250,15 +285,13 @@ func (l *Layer) Run(ctx context.Context) error {
 func (l *Layer) bind(ctx context.Context) (*bound, error) {
 	b := &bound{}
 	fail := func(lis Listener, err error) (*bound, error) {
-		for _, s := range b.udp {
-			_ = s.conn.Close()
-		}
-		for _, t := range b.tcp {
-			_ = t.ln.Close()
-		}
+		b.close()
 		return nil, fmt.Errorf("binding listener %s: %w", lis, err)
 	}
 	var lc net.ListenConfig
+	if l.cfg.TCPReuseport {
+		lc.Control = setReuseport
+	}
 	for _, lis := range l.cfg.Listeners {
 		network := "4"
 		if !lis.Addr.Addr().Is4() {
@@ -266,20 +299,22 @@ func (l *Layer) bind(ctx context.Context) (*bound, error) {
 		}
 		switch lis.Proto {
 		case UDP:
-			s, err := l.bindUDP(ctx, &lc, "udp"+network, lis)
+			u, err := l.bindUDP(ctx, "udp"+network, lis)
 			if err != nil {
 				return fail(lis, err)
 			}
-			b.udp = append(b.udp, s)
-			b.listeners = append(b.listeners, Listener{Proto: UDP, Addr: s.local})
-		case TCP:
+			b.udp = append(b.udp, u)
+			b.listeners = append(b.listeners, Listener{Proto: UDP, Addr: u.local})
+		case TCP, TLS, WS, WSS:
 			ln, err := lc.Listen(ctx, "tcp"+network, lis.Addr.String())
 			if err != nil {
 				return fail(lis, err)
 			}
-			t := &tcpListener{ln: ln, local: addrPortOf(ln.Addr())}
-			b.tcp = append(b.tcp, t)
-			b.listeners = append(b.listeners, Listener{Proto: TCP, Addr: t.local})
+			t := &streamListener{ln: ln, proto: lis.Proto, local: addrPortOf(ln.Addr())}
+			b.streams = append(b.streams, t)
+			b.listeners = append(b.listeners, Listener{Proto: lis.Proto, Addr: t.local})
+		default:
+			return fail(lis, ErrUnsupportedProto)
 		}
 	}
 	return b, nil
@@ -288,19 +323,23 @@ func (l *Layer) bind(ctx context.Context) (*bound, error) {
 // Send sends data, one complete SIP message, to d. It is safe for
 // concurrent use.
 //
-// Over UDP it sends from the listener bound at d.Local if there is one, else
-// from the first UDP listener of d.Addr's address family. Over TCP it writes
-// on connection d.ConnID if still open, else on any open connection to
-// d.Addr, else on a new connection dialled within DialTimeout (which is then
-// read from like an accepted one). Writes on one connection are serialised,
-// and one Send waits at most WriteTimeout for its write. d.Local is not used
-// for TCP yet: dialled connections take an ephemeral local port.
+// Over UDP it sends from (one of the sockets of) the listener bound at
+// d.Local if there is one, else from the first UDP listener of d.Addr's
+// address family. Over TCP and TLS it writes on connection d.ConnID if still
+// open, else on the newest open connection to d.Addr, else on a new
+// connection dialled within DialTimeout (which is then read from like an
+// accepted one; TLS verifies the server's certificate against d.Host, or
+// the address). Over WS and WSS it writes one frame on the connection the
+// client opened, and fails with ErrConnClosed when there is none. Writes on
+// one connection are serialised, and one Send waits at most WriteTimeout
+// for its write. d.Local is not used for streams: dialled connections take
+// an ephemeral local port.
 func (l *Layer) Send(d Dest, data []byte) error {
 	var err error
 	switch d.Proto {
 	case UDP:
 		err = l.sendUDP(d, data)
-	case TCP:
+	case TCP, TLS, WS, WSS:
 		err = l.sendStream(d, data)
 	default:
 		if d.Proto.valid() {
@@ -347,3 +386,5 @@ func backoff(ctx context.Context, d *time.Duration) bool {
 		return true
 	}
 }
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

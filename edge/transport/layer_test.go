@@ -30,16 +30,12 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
-func TestRunRefusesUnservedProtocols(t *testing.T) {
-	for _, s := range []string{"tls:127.0.0.1:0", "ws:127.0.0.1:0", "wss:127.0.0.1:0"} {
+func TestTLSListenersNeedACertificate(t *testing.T) {
+	for _, s := range []string{"tls:127.0.0.1:0", "wss:127.0.0.1:0"} {
 		t.Run(s, func(t *testing.T) {
-			l, err := New(Config{Listeners: []Listener{mustListener(t, "udp:127.0.0.1:0"), mustListener(t, s)}}, newRecorder(), testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = l.Run(context.Background())
-			if !errors.Is(err, ErrUnsupportedProto) || !strings.Contains(err.Error(), s) {
-				t.Errorf("Run = %v, want ErrUnsupportedProto naming %s", err, s)
+			_, err := New(Config{Listeners: []Listener{mustListener(t, s)}}, newRecorder(), testLogger(t))
+			if err == nil || !strings.Contains(err.Error(), "tls.cert_file") {
+				t.Errorf("New = %v, want an error naming tls.cert_file", err)
 			}
 		})
 	}

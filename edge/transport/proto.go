@@ -9,7 +9,7 @@ import (
 // Proto is a SIP transport protocol, as named in a Via header.
 type Proto uint8
 
-// The transport protocols. Only UDP and TCP are served for now.
+// The transport protocols.
 const (
 	UDP Proto = iota + 1
 	TCP
@@ -32,9 +32,6 @@ func (p Proto) String() string {
 func (p Proto) Reliable() bool { return p != UDP }
 
 func (p Proto) valid() bool { return p >= UDP && p <= WSS }
-
-// served reports whether this version of the package can listen on and send over p.
-func (p Proto) served() bool { return p == UDP || p == TCP }
 
 // MarshalText implements encoding.TextMarshaler with the lowercase name.
 func (p Proto) MarshalText() ([]byte, error) {

@@ -2,18 +2,24 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
 )
 
-// tcpListener is one bound TCP listener.
-type tcpListener struct {
+// streamListener is one bound TCP, TLS, WS or WSS listener.
+type streamListener struct {
 	ln    net.Listener
+	proto Proto
 	local netip.AddrPort
 }
 
@@ -24,13 +30,27 @@ type connKey struct {
 }
 
 // conn is one open stream connection, inbound or outbound.
+//
+// At most one goroutine reads a connection at a time, and only it touches
+// st and ws. On Linux a plain TCP connection that has received nothing for
+// parkAfter, with nothing buffered, is parked: its reader gives its buffer
+// back to the pool and exits, and the poller starts a new reader when bytes
+// (or a close) arrive. An idle connection then holds no goroutine and no
+// buffer.
 type conn struct {
+	l        *Layer
 	id       uint64
 	proto    Proto
-	nc       net.Conn
+	nc       net.Conn // messages are read from and written to nc (a *tls.Conn for TLS and WSS)
+	raw      net.Conn // the TCP connection under nc
 	remote   netip.AddrPort
 	local    netip.AddrPort // the listener's address, or the local address of a dialled connection
 	outbound bool
+	parkable bool         // plain TCP with a poller: may be parked when idle
+	sameAddr *conn        // the next older connection to the same address, in the table
+	lastRead atomic.Int64 // unix nanoseconds of the last bytes received (or of adoption)
+	st       stream
+	ws       *wsState // WS and WSS framing state, else nil
 
 	wsem      chan struct{} // one writer at a time; a channel so waiting can time out
 	done      chan struct{} // closed when the connection is closed
@@ -38,7 +58,7 @@ type conn struct {
 }
 
 // accept accepts connections on t until it is closed.
-func (l *Layer) accept(ctx context.Context, t *tcpListener) {
+func (l *Layer) accept(ctx context.Context, t *streamListener) {
 	var wait time.Duration
 	for {
 		nc, err := t.ln.Accept()
@@ -46,107 +66,137 @@ func (l *Layer) accept(ctx context.Context, t *tcpListener) {
 			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 				return
 			}
-			l.logger.Warn("accepting tcp connection", "listener", t.local.String(), "err", err)
+			l.logger.Warn("accepting connection", "listener", t.local.String(), "proto", t.proto.String(), "err", err)
 			if !backoff(ctx, &wait) {
 				return
 			}
 			continue
 		}
 		wait = 0
-		if _, err := l.adopt(nc, TCP, t.local, false); err != nil {
-			if errors.Is(err, ErrTooManyConns) {
-				l.stats.refused.Add(1)
-				l.logger.Debug("refusing tcp connection", "remote", nc.RemoteAddr().String(), "max_connections", l.cfg.MaxConnections)
+		if !l.conns.reserve(l.cfg.MaxConnections) {
+			// A clean refusal: the peer sees an orderly close before any
+			// data, and retries elsewhere or later.
+			_ = nc.Close()
+			if l.stats.refused.Add(1)%1000 == 1 {
+				l.logger.Warn("refusing connections past max_connections", "listener", t.local.String(),
+					"max_connections", l.cfg.MaxConnections, "refused_total", l.stats.refused.Load())
 			}
+			continue
+		}
+		var wrapped net.Conn = nc
+		if t.proto == TLS || t.proto == WSS {
+			wrapped = tls.Server(nc, l.tlsServer)
+		}
+		if _, err := l.adopt(wrapped, nc, t.proto, t.local, false); err != nil {
 			continue
 		}
 		l.stats.accepted.Add(1)
 	}
 }
 
-// adopt enters nc in the connection table and starts its reader, or closes
-// nc if the layer is not running or the table is full.
-func (l *Layer) adopt(nc net.Conn, p Proto, local netip.AddrPort, outbound bool) (*conn, error) {
+// adopt enters a connection, reserved in the table already, and starts its
+// reader, or closes it and gives the reservation back if the layer is not
+// running. raw is the TCP connection under nc.
+func (l *Layer) adopt(nc, raw net.Conn, p Proto, local netip.AddrPort, outbound bool) (*conn, error) {
 	c := &conn{
+		l:        l,
 		proto:    p,
 		nc:       nc,
-		remote:   addrPortOf(nc.RemoteAddr()),
+		raw:      raw,
+		remote:   addrPortOf(raw.RemoteAddr()),
 		local:    local,
 		outbound: outbound,
+		parkable: p == TCP && l.poll != nil,
 		wsem:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	c.st.init(connReader{c}, l.cfg.MaxMessageSize)
+	if p == WS || p == WSS {
+		c.ws = &wsState{}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.running {
+		l.conns.unreserve()
 		_ = nc.Close()
 		return nil, ErrNotRunning
 	}
-	if len(l.conns) >= l.cfg.MaxConnections {
-		_ = nc.Close()
-		return nil, ErrTooManyConns
-	}
 	c.id = l.nextID.Add(1)
-	l.conns[c.id] = c
-	k := connKey{p, c.remote}
-	l.byAddr[k] = append(l.byAddr[k], c)
-	ctx := l.ctx
-	l.wg.Go(func() { l.readConn(ctx, c) })
+	l.conns.insert(c)
+	l.wg.Go(func() { l.readConn(c) })
 	return c, nil
 }
 
 // closeConn closes c and removes it from the table; it is idempotent.
 func (l *Layer) closeConn(c *conn) {
 	c.closeOnce.Do(func() {
-		l.mu.Lock()
-		delete(l.conns, c.id)
-		k := connKey{c.proto, c.remote}
-		list := l.byAddr[k]
-		for i, o := range list {
-			if o == c {
-				list = append(list[:i], list[i+1:]...)
-				break
-			}
+		l.conns.remove(c)
+		if l.poll != nil && c.parkable {
+			l.poll.forget(c)
 		}
-		if len(list) == 0 {
-			delete(l.byAddr, k)
-		} else {
-			l.byAddr[k] = list
-		}
-		l.mu.Unlock()
 		close(c.done)
 		_ = c.nc.Close()
+		if l.cfg.OnClose != nil {
+			l.cfg.OnClose(c.id, c.remote)
+		}
 	})
 }
 
-// idleReader sets a read deadline before each read, so a connection that
-// receives nothing for the idle timeout fails its read.
-type idleReader struct {
-	nc   net.Conn
-	idle time.Duration
-}
+// connReader reads c with a deadline: the idle timeout counted from the
+// last bytes received, or sooner (parkAfter) when c could be parked.
+type connReader struct{ c *conn }
 
-func (r idleReader) Read(p []byte) (int, error) {
-	if err := r.nc.SetReadDeadline(time.Now().Add(r.idle)); err != nil {
+func (r connReader) Read(p []byte) (int, error) {
+	c := r.c
+	now := time.Now()
+	dl := time.Unix(0, c.lastRead.Load()).Add(c.l.cfg.TCPIdleTimeout)
+	if c.parkable && c.st.empty() {
+		if p := now.Add(c.l.parkAfter); p.Before(dl) {
+			dl = p
+		}
+	}
+	if err := c.nc.SetReadDeadline(dl); err != nil {
 		return 0, err
 	}
-	return r.nc.Read(p)
+	n, err := c.nc.Read(p)
+	if n > 0 {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// idleFor reports whether c has received nothing for the idle timeout.
+func (c *conn) idleExpired(now time.Time) bool {
+	return now.UnixNano()-c.lastRead.Load() >= int64(c.l.cfg.TCPIdleTimeout)
 }
 
 var crlf = []byte("\r\n")
 
 // readConn reads messages from c until it fails, is idle too long, breaks
-// framing, or is closed.
-func (l *Layer) readConn(ctx context.Context, c *conn) {
-	defer l.closeConn(c)
-	s := newStream(idleReader{c.nc, l.cfg.TCPIdleTimeout}, l.cfg.MaxMessageSize)
+// framing, or is closed, then closes it; or until it parks c.
+func (l *Layer) readConn(c *conn) {
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.outbound && !tc.ConnectionState().HandshakeComplete {
+		if err := l.handshake(tc, c); err != nil {
+			l.closeConn(c)
+			return
+		}
+	}
+	if c.ws != nil {
+		if err := l.readWS(c); err != nil {
+			l.logger.Debug("websocket connection ended", "remote", c.remote.String(), "conn_id", c.id, "err", err)
+		}
+		l.closeConn(c)
+		return
+	}
 	for {
-		kind, data, err := s.next()
+		kind, data, err := c.st.next()
 		switch kind {
 		case framePing:
 			l.stats.keepAlives.Add(1)
 			if werr := c.write(crlf, time.Now().Add(l.cfg.WriteTimeout)); werr != nil {
 				l.logger.Debug("answering keep-alive", "remote", c.remote.String(), "conn_id", c.id, "err", werr)
+				l.endRead(c)
 				return
 			}
 		case frameMessage:
@@ -156,24 +206,53 @@ func (l *Layer) readConn(ctx context.Context, c *conn) {
 			l.stats.framingErrors.Add(1)
 			l.logger.Info("closing connection on framing error", "remote", c.remote.String(), "conn_id", c.id, "err", err)
 			l.h.HandleMessage(Message{Data: data, Proto: c.proto, Source: c.remote, Local: c.local, ConnID: c.id, FramingErr: err})
+			l.endRead(c)
 			return
 		default: // a read error
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				now := time.Now()
+				if !c.idleExpired(now) {
+					if c.parkable && c.st.release() && l.poll.park(c) {
+						return // the poller owns c now
+					}
+					continue // the deadline was early (parkAfter) but c cannot park: read on
+				}
 				l.stats.idleClosed.Add(1)
 				l.logger.Debug("closing idle connection", "remote", c.remote.String(), "conn_id", c.id)
-			case errors.Is(err, net.ErrClosed), ctx.Err() != nil:
-			default:
+			} else if !errors.Is(err, net.ErrClosed) {
 				l.logger.Debug("connection ended", "remote", c.remote.String(), "conn_id", c.id, "err", err)
 			}
+			l.endRead(c)
 			return
 		}
 	}
 }
 
-// write writes p on c, serialised with other writers, giving up at deadline.
-// A failed write closes c, since part of a message may have gone out.
+// endRead closes c and gives its buffer back.
+func (l *Layer) endRead(c *conn) {
+	l.closeConn(c)
+	c.st.start, c.st.end = 0, 0
+	c.st.release()
+}
+
+// write writes p, one SIP message, on c (in one frame for WS and WSS).
 func (c *conn) write(p []byte, deadline time.Time) error {
+	if c.ws != nil {
+		op := ws.OpText
+		if !utf8.Valid(p) {
+			op = ws.OpBinary
+		}
+		if !c.ws.upgraded.Load() {
+			return fmt.Errorf("writing to %s: %w: websocket not upgraded yet", c.remote, ErrConnClosed)
+		}
+		return c.writeFrame(op, p, deadline)
+	}
+	return c.writeRaw(p, deadline)
+}
+
+// writeRaw writes p on c, serialised with other writers, giving up at
+// deadline. A failed write closes c, since part of it may have gone out.
+func (c *conn) writeRaw(p []byte, deadline time.Time) error {
 	select {
 	case c.wsem <- struct{}{}:
 	default:
@@ -197,7 +276,7 @@ func (c *conn) write(p []byte, deadline time.Time) error {
 		return fmt.Errorf("writing to %s: %w", c.remote, ErrConnClosed)
 	}
 	if _, err := c.nc.Write(p); err != nil {
-		_ = c.nc.Close() // the reader sees the close and removes c from the table
+		c.l.closeConn(c) // a parked connection has no reader to notice
 		switch {
 		case errors.Is(err, net.ErrClosed):
 			return fmt.Errorf("writing to %s: %w", c.remote, ErrConnClosed)
@@ -209,23 +288,17 @@ func (c *conn) write(p []byte, deadline time.Time) error {
 	return nil
 }
 
-// lookup returns the open connection d names by ConnID, else one to d.Addr.
+// lookup returns the open connection d names by ConnID, else the newest to d.Addr.
 func (l *Layer) lookup(d Dest, to netip.AddrPort) *conn {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if d.ConnID != 0 {
-		if c, ok := l.conns[d.ConnID]; ok && c.proto == d.Proto {
+		if c := l.conns.get(d.ConnID); c != nil && c.proto == d.Proto {
 			return c
 		}
 	}
 	if !to.IsValid() {
 		return nil
 	}
-	list := l.byAddr[connKey{d.Proto, to}]
-	if len(list) == 0 {
-		return nil
-	}
-	return list[len(list)-1] // the newest
+	return l.conns.newestTo(d.Proto, to)
 }
 
 func (l *Layer) sendStream(d Dest, data []byte) error {
@@ -238,40 +311,59 @@ func (l *Layer) sendStream(d Dest, data []byte) error {
 			}
 			return fmt.Errorf("sending over %s: %w: no address", d.Proto, ErrBadDest)
 		}
+		if d.Proto == WS || d.Proto == WSS {
+			// WebSocket clients are reached over the connection they opened.
+			return fmt.Errorf("sending over %s to %s: %w", d.Proto, to, ErrConnClosed)
+		}
 		var err error
-		if c, err = l.dial(d.Proto, to); err != nil {
+		if c, err = l.dial(d.Proto, to, d.Host); err != nil {
 			return err
 		}
 	}
 	return c.write(data, time.Now().Add(l.cfg.WriteTimeout))
 }
 
-// dial opens a connection to to and adopts it.
-func (l *Layer) dial(p Proto, to netip.AddrPort) (*conn, error) {
+// dial opens a TCP or TLS connection to to and adopts it. host, when set,
+// is the name the TLS server's certificate is verified against.
+func (l *Layer) dial(p Proto, to netip.AddrPort, host string) (*conn, error) {
 	l.mu.Lock()
-	running, ctx, n := l.running, l.ctx, len(l.conns)
+	running, ctx := l.running, l.ctx
 	l.mu.Unlock()
 	if !running {
 		return nil, fmt.Errorf("dialing %s: %w", to, ErrNotRunning)
 	}
-	if n >= l.cfg.MaxConnections {
+	if !l.conns.reserve(l.cfg.MaxConnections) {
 		return nil, fmt.Errorf("dialing %s: %w", to, ErrTooManyConns)
 	}
 	network := "tcp4"
 	if !to.Addr().Is4() {
 		network = "tcp6"
 	}
-	dl := net.Dialer{Timeout: l.cfg.DialTimeout}
-	nc, err := dl.DialContext(ctx, network, to.String())
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
+	defer cancel()
+	var dl net.Dialer
+	raw, err := dl.DialContext(ctx, network, to.String())
 	if err != nil {
+		l.conns.unreserve()
 		l.stats.dialFailures.Add(1)
 		return nil, fmt.Errorf("dialing %s: %w", to, err)
 	}
-	c, err := l.adopt(nc, p, addrPortOf(nc.LocalAddr()), true)
+	nc := raw
+	if p == TLS {
+		tc := tls.Client(raw, l.tlsClientConfig(to, host))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = raw.Close()
+			l.conns.unreserve()
+			l.stats.dialFailures.Add(1)
+			return nil, fmt.Errorf("dialing %s: tls handshake: %w", to, err)
+		}
+		nc = tc
+	}
+	c, err := l.adopt(nc, raw, p, addrPortOf(raw.LocalAddr()), true)
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", to, err)
 	}
 	l.stats.dialed.Add(1)
-	l.logger.Debug("dialed connection", "remote", to.String(), "conn_id", c.id)
+	l.logger.Debug("dialed connection", "remote", to.String(), "proto", p.String(), "conn_id", c.id)
 	return c, nil
 }

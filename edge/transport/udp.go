@@ -6,38 +6,94 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
-// udpSocket is one bound UDP listener.
+// udpListener is one UDP listener: one or more sockets bound to the same
+// address with SO_REUSEPORT, each read by its own goroutine. Replies may
+// leave from any of them, since they share the address.
+type udpListener struct {
+	local netip.AddrPort
+	socks []*udpSocket
+	next  atomic.Uint32 // round robin over socks for sending
+}
+
+// udpSocket is one bound UDP socket.
 type udpSocket struct {
 	conn  *net.UDPConn
 	local netip.AddrPort
 }
 
-func (l *Layer) bindUDP(ctx context.Context, lc *net.ListenConfig, network string, lis Listener) (*udpSocket, error) {
-	pc, err := lc.ListenPacket(ctx, network, lis.Addr.String())
-	if err != nil {
-		return nil, err
+// sender returns the socket to send the next datagram from.
+func (u *udpListener) sender() *udpSocket {
+	if len(u.socks) == 1 {
+		return u.socks[0]
 	}
-	uc := pc.(*net.UDPConn)
-	s := &udpSocket{conn: uc, local: addrPortOf(uc.LocalAddr())}
-	l.setBuffer(s, "SO_RCVBUF", l.cfg.UDPReadBuffer, uc.SetReadBuffer, true)
-	l.setBuffer(s, "SO_SNDBUF", l.cfg.UDPWriteBuffer, uc.SetWriteBuffer, false)
-	return s, nil
+	return u.socks[int(u.next.Add(1)%uint32(len(u.socks)))]
 }
 
-// setBuffer asks for a socket buffer size and warns when the kernel grants
-// less. Failing to set it is not fatal: the socket works with the default.
-func (l *Layer) setBuffer(s *udpSocket, name string, want int, set func(int) error, read bool) {
+func (u *udpListener) close() {
+	for _, s := range u.socks {
+		_ = s.conn.Close()
+	}
+}
+
+// bindUDP binds cfg.UDPSockets sockets to lis (the first one picks the port
+// when lis has port 0) and sizes their buffers.
+func (l *Layer) bindUDP(ctx context.Context, network string, lis Listener) (*udpListener, error) {
+	var lc net.ListenConfig
+	n := l.cfg.UDPSockets
+	if n > 1 {
+		lc.Control = setReuseport
+	}
+	u := &udpListener{}
+	addr := lis.Addr
+	for i := range n {
+		pc, err := lc.ListenPacket(ctx, network, addr.String())
+		if err != nil {
+			u.close()
+			return nil, fmt.Errorf("binding socket %d of %d: %w", i+1, n, err)
+		}
+		uc := pc.(*net.UDPConn)
+		s := &udpSocket{conn: uc, local: addrPortOf(uc.LocalAddr())}
+		if i == 0 {
+			u.local, addr = s.local, s.local
+		}
+		l.setBuffer(s, "SO_RCVBUF", l.cfg.UDPReadBuffer, uc.SetReadBuffer, true, i == 0)
+		l.setBuffer(s, "SO_SNDBUF", l.cfg.UDPWriteBuffer, uc.SetWriteBuffer, false, i == 0)
+		u.socks = append(u.socks, s)
+	}
+	return u, nil
+}
+
+// setBuffer asks for a socket buffer size; when the kernel caps it, it
+// retries with the FORCE option (CAP_NET_ADMIN) and warns (once per
+// listener) if it still gets less. Failing is not fatal: the socket works
+// with what it has.
+func (l *Layer) setBuffer(s *udpSocket, name string, want int, set func(int) error, read, warn bool) {
+	sysctl := "net.core.wmem_max"
+	if read {
+		sysctl = "net.core.rmem_max"
+	}
 	if err := set(want); err != nil {
-		l.logger.Warn("setting udp socket buffer", "option", name, "bytes", want, "listener", s.local.String(), "err", err)
+		if warn {
+			l.logger.Warn("setting udp socket buffer", "option", name, "bytes", want, "listener", s.local.String(), "err", err)
+		}
 		return
 	}
 	got, ok := sockBuffer(s.conn, read)
-	if ok && got < want {
-		l.logger.Warn("kernel granted a smaller udp socket buffer (raise net.core.rmem_max / wmem_max)",
-			"option", name, "requested", want, "granted", got, "listener", s.local.String())
+	if !ok || got >= want {
+		return
+	}
+	if forceBuffer(s.conn, read, want) == nil {
+		if got, ok = sockBuffer(s.conn, read); ok && got >= want {
+			return
+		}
+	}
+	if warn {
+		l.logger.Warn("kernel capped the udp socket buffer: raise "+sysctl+" or grant CAP_NET_ADMIN",
+			"option", name, "requested", want, "granted", got, "sysctl", sysctl, "listener", s.local.String())
 	}
 }
 
@@ -107,9 +163,9 @@ func (l *Layer) sendUDP(d Dest, data []byte) error {
 	return nil
 }
 
-// udpSocketFor picks the socket to send to from: the one bound at local if
-// any (an exact match, else a wildcard bind on local's port), else the first
-// of to's address family.
+// udpSocketFor picks the socket to send to from: one of the listener bound
+// at local if any (an exact match, else a wildcard bind on local's port),
+// else one of the first listener of to's address family.
 func (l *Layer) udpSocketFor(to, local netip.AddrPort) *udpSocket {
 	b := l.bound.Load()
 	if b == nil {
@@ -117,20 +173,20 @@ func (l *Layer) udpSocketFor(to, local netip.AddrPort) *udpSocket {
 	}
 	is4 := to.Addr().Is4()
 	if local.IsValid() && local.Addr().Is4() == is4 {
-		for _, s := range b.udp {
-			if s.local == local {
-				return s
+		for _, u := range b.udp {
+			if u.local == local {
+				return u.sender()
 			}
 		}
-		for _, s := range b.udp {
-			if s.local.Port() == local.Port() && s.local.Addr().IsUnspecified() && s.local.Addr().Is4() == is4 {
-				return s
+		for _, u := range b.udp {
+			if u.local.Port() == local.Port() && u.local.Addr().IsUnspecified() && u.local.Addr().Is4() == is4 {
+				return u.sender()
 			}
 		}
 	}
-	for _, s := range b.udp {
-		if s.local.Addr().Is4() == is4 {
-			return s
+	for _, u := range b.udp {
+		if u.local.Addr().Is4() == is4 {
+			return u.sender()
 		}
 	}
 	return nil

@@ -110,7 +110,7 @@ func TestUDPSendErrors(t *testing.T) {
 	}{
 		{name: "no ipv6 listener", dest: Dest{Proto: UDP, Addr: mustListener(t, "udp:[::1]:5060").Addr}, want: ErrNoListener},
 		{name: "no address", dest: Dest{Proto: UDP}, want: ErrBadDest},
-		{name: "tls not served", dest: Dest{Proto: TLS, Addr: mustListener(t, "tls:127.0.0.1:5061").Addr}, want: ErrUnsupportedProto},
+		{name: "ws without a connection", dest: Dest{Proto: WS, Addr: mustListener(t, "ws:127.0.0.1:5060").Addr}, want: ErrConnClosed},
 		{name: "unknown proto", dest: Dest{Proto: 9, Addr: mustListener(t, "udp:127.0.0.1:5060").Addr}, want: ErrBadProto},
 	}
 	for _, tt := range tests {
@@ -138,5 +138,48 @@ func TestUDPMappedAddressSendsOverIPv4(t *testing.T) {
 	n, _, err := cl.ReadFromUDPAddrPort(buf)
 	if err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("read %q, %v; want hello", buf[:n], err)
+	}
+}
+
+// TestUDPReuseportSockets checks that several sockets share a listener and
+// that datagrams from many sources all arrive and are answered from the
+// listener's address.
+func TestUDPReuseportSockets(t *testing.T) {
+	if !reuseportSupported {
+		t.Skip("no SO_REUSEPORT")
+	}
+	rec := newRecorder()
+	l := startLayer(t, Config{Listeners: []Listener{mustListener(t, "udp:127.0.0.1:0")}, UDPSockets: 4}, rec)
+	b := l.bound.Load()
+	if n := len(b.udp[0].socks); n != 4 {
+		t.Fatalf("sockets = %d, want 4", n)
+	}
+	lis := listenerFor(t, l, UDP)
+	const clients = 16
+	for i := range clients {
+		cl, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if _, err := cl.WriteToUDPAddrPort([]byte(sipMsg("")), lis.Addr); err != nil {
+			t.Fatal(err)
+		}
+		m := rec.next(t)
+		if m.Local != lis.Addr {
+			t.Errorf("client %d: Local = %v, want %v", i, m.Local, lis.Addr)
+		}
+		if err := l.Send(Dest{Proto: UDP, Addr: m.Source, Local: m.Local}, []byte("SIP/2.0 200 OK\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		cl.SetReadDeadline(time.Now().Add(waitFor))
+		buf := make([]byte, 100)
+		_, from, err := cl.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("client %d: reading reply: %v", i, err)
+		}
+		if addrPortOf(net.UDPAddrFromAddrPort(from)) != lis.Addr {
+			t.Errorf("client %d: reply from %v, want %v", i, from, lis.Addr)
+		}
 	}
 }
