@@ -59,6 +59,11 @@ type Config struct {
 	// random secret at start: tokens then stop working when the edge
 	// restarts (TCP flows end then anyway; UDP contacts register again).
 	FlowSecret string `yaml:"flow_secret"`
+	// NAT configures keep-alives to the NATed UDP contacts this edge
+	// registered (keepalive: options, crlf or off; interval; max_lost) and
+	// the removal of contacts whose TCP/TLS connection closed
+	// (remove_on_close). See nat.go.
+	NAT NATConfig `yaml:"nat"`
 }
 
 // Defaults of Config.
@@ -102,6 +107,7 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	c.Transport.SetDefaults()
+	c.NAT.SetDefaults()
 }
 
 // Validate reports every problem at once.
@@ -158,6 +164,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max_transactions (%d) must be > 0", c.MaxTransactions))
 	}
 	errs = append(errs, validateStaticRoutes(c.StaticRoutes)...)
+	if err := c.NAT.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Transport.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("transport: %w", err))
 	}

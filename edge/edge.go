@@ -26,10 +26,16 @@ import (
 	"github.com/sipd/sipd/edge/transport"
 )
 
-// RegistrarClient is the part of the registrar's gRPC client the edge uses.
+// RegistrarClient is the part of the registrar's gRPC client the edge uses:
+// Register for REGISTER, Lookup and Unregister to remove the contacts it
+// owns that lost their keep-alives or their connection (nat.go).
 type RegistrarClient interface {
 	Register(ctx context.Context, in *registrarv1.RegisterRequest, opts ...grpc.CallOption) (*registrarv1.RegisterResponse, error)
+	Lookup(ctx context.Context, in *registrarv1.LookupRequest, opts ...grpc.CallOption) (*registrarv1.LookupResponse, error)
+	Unregister(ctx context.Context, in *registrarv1.UnregisterRequest, opts ...grpc.CallOption) (*registrarv1.UnregisterResponse, error)
 }
+
+var _ RegistrarClient = registrarv1.RegistrarServiceClient(nil)
 
 // RouterClient is the part of the router's gRPC client the edge uses.
 type RouterClient interface {
@@ -62,8 +68,11 @@ type Edge struct {
 	static  *staticRoutes // nil without static routes
 	// flowSecret signs flow tokens (flow.go).
 	flowSecret []byte
-	jobs       chan func()
-	ready      chan struct{}
+	// nat is the bindings this edge owns, for keep-alives and
+	// remove-on-close (nat.go).
+	nat   *natTable
+	jobs  chan func()
+	ready chan struct{}
 
 	runCtx  atomic.Pointer[context.Context]
 	localMu sync.Mutex
@@ -100,6 +109,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		jobs:    make(chan func(), cfg.QueueSize),
 		ready:   make(chan struct{}),
 		static:  newStaticRoutes(cfg.StaticRoutes),
+		nat:     newNATTable(),
 	}
 	for _, d := range cfg.Domains {
 		e.domains[hostOf(d)] = true
@@ -117,6 +127,16 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	e.m = newMetrics(func() float64 { return float64(e.tx.InFlight()) })
 	if err := e.m.register(deps.Registerer); err != nil {
 		return nil, fmt.Errorf("registering edge metrics: %w", err)
+	}
+	if cfg.NAT.removeOnClose() {
+		if prev := cfg.Transport.OnClose; prev != nil {
+			cfg.Transport.OnClose = func(id uint64, remote netip.AddrPort) {
+				prev(id, remote)
+				e.connClosed(id, remote)
+			}
+		} else {
+			cfg.Transport.OnClose = e.connClosed
+		}
 	}
 	tl, err := transport.New(cfg.Transport, e, e.logger)
 	if err != nil {
@@ -136,6 +156,9 @@ func (e *Edge) Run(ctx context.Context) error {
 		g.Go(func() error { e.work(gctx); return nil })
 	}
 	g.Go(func() error { return e.tl.Run(gctx) })
+	if e.cfg.NAT.enabled() {
+		g.Go(func() error { e.keepalive(gctx); return nil })
+	}
 	g.Go(func() error {
 		select {
 		case <-e.tl.Ready():

@@ -166,6 +166,7 @@ func (p *proxyTx) register() {
 			extra = append(extra, sip.NewHeader("Require", "outbound"))
 		}
 		extra = append(extra, sip.NewHeader("Date", time.Now().UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
+		e.natRegistered(in.Aor, resp.GetBindings(), p.src)
 	case code == 401:
 		for _, c := range resp.GetChallenges() {
 			if v := c.GetValue(); v != "" && !strings.ContainsAny(v, "\r\n") {
