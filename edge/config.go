@@ -46,6 +46,11 @@ type Config struct {
 	QueueSize int `yaml:"queue_size"`
 	// MaxTransactions bounds live transactions; past it new requests get 503.
 	MaxTransactions int `yaml:"max_transactions"`
+	// DrainTimeout is how long the edge keeps serving the transactions it
+	// has after SIGTERM, while new out-of-dialog requests get 503 with
+	// Retry-After. Default 5s; 0 keeps the default, a negative value stops
+	// at once.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Transport tunes the transports: max_message_size, udp_read_buffer,
 	// udp_write_buffer (bytes), tcp_idle_timeout, max_connections,
 	// dial_timeout and write_timeout. Its listeners come from Listen.
@@ -71,6 +76,7 @@ const (
 	DefaultServiceTimeout  = time.Second
 	DefaultQueueSize       = 10000
 	DefaultMaxTransactions = 200000
+	DefaultDrainTimeout    = 5 * time.Second
 	// retryAfter is the Retry-After sent with 503 on overload or a service failure.
 	retryAfter = 5
 )
@@ -95,6 +101,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.MaxTransactions == 0 {
 		c.MaxTransactions = DefaultMaxTransactions

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,7 +75,13 @@ type Edge struct {
 	jobs  chan func()
 	ready chan struct{}
 
-	runCtx  atomic.Pointer[context.Context]
+	runCtx atomic.Pointer[context.Context]
+	// draining is set once Run's context ends: new out-of-dialog requests
+	// get 503 while pending transactions finish.
+	draining atomic.Bool
+	// pending counts server transactions of the proxy not yet answered
+	// with a final response.
+	pending atomic.Int64
 	localMu sync.Mutex
 	local   atomic.Pointer[localInfo]
 	bound   atomic.Bool
@@ -147,9 +154,23 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	return e, nil
 }
 
-// Run serves SIP until ctx ends and returns after every goroutine exited.
+// Run serves SIP until ctx ends, then drains: new out-of-dialog requests
+// get 503 with Retry-After while the transactions already under way get
+// their final responses, for at most DrainTimeout. It returns after every
+// goroutine exited.
 func (e *Edge) Run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
+	inner, stop := context.WithCancel(context.Background())
+	defer stop()
+	g, gctx := errgroup.WithContext(inner)
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			e.drain(gctx)
+			stop()
+		case <-gctx.Done():
+		}
+		return nil
+	})
 	e.runCtx.Store(&gctx)
 	g.Go(func() error { return e.tx.Run(gctx) })
 	for range e.cfg.Workers {
@@ -422,4 +443,29 @@ func (e *Edge) replyStateless(req *sip.Request, src inbound, code int, reason st
 // retryAfterHeader is the Retry-After sent with 503.
 func retryAfterHeader(secs int) sip.Header {
 	return sip.NewHeader("Retry-After", strconv.Itoa(secs))
+}
+
+// drain refuses new work and waits until no proxied transaction awaits
+// its final response, or DrainTimeout passes, or gctx ends.
+func (e *Edge) drain(gctx context.Context) {
+	e.draining.Store(true)
+	if e.cfg.DrainTimeout <= 0 {
+		return
+	}
+	start := time.Now()
+	deadline := time.NewTimer(e.cfg.DrainTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for e.pending.Load() > 0 {
+		select {
+		case <-deadline.C:
+			e.logger.Warn("drain timed out", "pending", e.pending.Load(), "waited", time.Since(start))
+			return
+		case <-gctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	e.logger.Info("drained", "waited", time.Since(start))
 }

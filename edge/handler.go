@@ -155,6 +155,12 @@ func (e *Edge) handleRequest(req *sip.Request, parseErr error, src inbound) {
 		e.replyStateless(req, src, 503, "", retryAfterHeader(retryAfter))
 		return
 	}
+	if e.draining.Load() && toTag(req) == "" {
+		// Shutting down: new work goes to another edge; requests within
+		// dialogs and the transactions we have are still served.
+		e.replyStateless(req, src, 503, "", retryAfterHeader(retryAfter))
+		return
+	}
 
 	switch {
 	case req.Method == sip.REGISTER && !hasRoute:

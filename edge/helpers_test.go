@@ -74,6 +74,7 @@ func testConfig() Config {
 		Timers:         Timers{T1: 50 * time.Millisecond, T2: 400 * time.Millisecond, T4: 500 * time.Millisecond, FinalTimeout: 2 * time.Second, InviteTimeout: 3 * time.Second},
 		Workers:        8,
 		QueueSize:      64,
+		DrainTimeout:   200 * time.Millisecond,
 	}
 }
 

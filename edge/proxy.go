@@ -77,6 +77,7 @@ func (e *Edge) newProxyTx(req *sip.Request, key string, src inbound) (*proxyTx, 
 	if c := req.CallID(); c != nil {
 		callID = string(*c)
 	}
+	e.pending.Add(1)
 	p.ctx, p.span = e.tracer.Start(context.Background(), "SIP "+string(req.Method),
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(
@@ -100,6 +101,7 @@ func (p *proxyTx) ServerTerminated(*transaction.ServerTx) { p.endSpan(0) }
 
 func (p *proxyTx) endSpan(code int) {
 	p.spanOnce.Do(func() {
+		p.e.pending.Add(-1)
 		if code > 0 {
 			p.span.SetAttributes(attribute.Int("sip.status_code", code))
 			if code >= 500 {
