@@ -42,6 +42,7 @@ func (e *Edge) registerRequest(req *sip.Request, src inbound) *registrarv1.Regis
 		ViaMismatch: viaMismatch(req, src),
 		Trusted:     e.isTrusted(src.source.Addr()),
 		Credentials: credentialsFor(req, "Authorization", hostOf(req.To().Address.Host)),
+		Gruu:        supports(req, "gruu"),
 	}
 	for _, h := range req.GetHeaders("Contact") {
 		c, ok := h.(*sip.ContactHeader)
@@ -153,6 +154,13 @@ func (p *proxyTx) register() {
 					v += ";reg-id=" + strconv.Itoa(int(b.GetRegId()))
 					outbound = true
 				}
+			}
+			// GRUUs (RFC 5627), present when the REGISTER had Supported: gruu.
+			if g := b.GetPubGruu(); g != "" && !strings.ContainsAny(g, "\"\\\r\n") {
+				v += `;pub-gruu="` + g + `"`
+			}
+			if g := b.GetTempGruu(); g != "" && !strings.ContainsAny(g, "\"\\\r\n") {
+				v += `;temp-gruu="` + g + `"`
 			}
 			extra = append(extra, sip.NewHeader("Contact", v))
 		}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,32 +53,84 @@ type auth struct {
 	cfg        AuthConfig
 	dir        Directory
 	nonces     nonces
-	nc         *ncTable
+	counts     NonceCounter
 	algorithms []string
 	results    *prometheus.CounterVec
+
+	// seedCfg is upserted into a shared directory once, before the first
+	// check or API call that needs it (seed); seeded is set once done.
+	seedCfg Config
+	seedMu  sync.Mutex
+	seeded  atomic.Bool
 }
 
-// newAuth builds the auth state of a registrar. Without deps.Directory it
-// uses a memory directory seeded from cfg; an empty secret is replaced by
+// seed upserts the configured domains and users into the directory unless
+// that was done already. It is called by Run at start and, lazily, before
+// anything reads or changes the directory, so that a request never sees a
+// shared directory without the configured domains. A failure is returned
+// (and retried by the next call).
+func (a *auth) seed(ctx context.Context) error {
+	if a.seeded.Load() {
+		return nil
+	}
+	a.seedMu.Lock()
+	defer a.seedMu.Unlock()
+	if a.seeded.Load() {
+		return nil
+	}
+	if err := seedDirectory(ctx, a.dir, a.seedCfg); err != nil {
+		return err
+	}
+	a.seeded.Store(true)
+	return nil
+}
+
+// newAuth builds the auth state of a registrar. The directory is
+// deps.Directory, else the store's (DirectoryProvider), else a memory
+// directory seeded from cfg at once; a shared one is seeded later (seed).
+// The nonce counter is chosen the same way. An empty secret is replaced by
 // a random one, with a warning when some domain asks for authentication.
 func newAuth(cfg Config, deps Deps, log *slog.Logger) (*auth, error) {
-	a := &auth{cfg: cfg.Auth, dir: deps.Directory, nc: newNCTable(cfg.Auth.MaxNonces)}
+	a := &auth{cfg: cfg.Auth, dir: deps.Directory}
 	for _, alg := range cfg.Auth.Algorithms {
 		if c := canonicalAlgorithm(alg); c != "" && !slices.Contains(a.algorithms, c) {
 			a.algorithms = append(a.algorithms, c)
 		}
 	}
 	if a.dir == nil {
-		dir := NewMemoryDirectory().(*memoryDirectory)
-		seedDirectory(dir, cfg)
+		if p, ok := deps.Store.(DirectoryProvider); ok {
+			a.dir = p.Directory()
+		}
+	}
+	if a.dir == nil {
+		// A memory directory is seeded here: no I/O is involved.
+		dir := NewMemoryDirectory()
+		if err := seedDirectory(context.Background(), dir, cfg); err != nil {
+			return nil, fmt.Errorf("seeding the memory directory: %w", err)
+		}
 		a.dir = dir
+		a.seeded.Store(true)
+	}
+	a.seedCfg = cfg
+	a.counts = deps.NonceCounter
+	if a.counts == nil {
+		if p, ok := deps.Store.(NonceCounterProvider); ok {
+			a.counts = p.NonceCounter()
+		}
+	}
+	if a.counts == nil {
+		t := newNCTable(cfg.Auth.MaxNonces)
+		if deps.Now != nil {
+			t.now = deps.Now
+		}
+		a.counts = t
 	}
 	a.nonces = nonces{secret: []byte(cfg.Auth.Secret), lifetime: cfg.Auth.NonceLifetime}
 	if cfg.Auth.Secret == "" {
 		a.nonces.secret = make([]byte, 32)
 		_, _ = rand.Read(a.nonces.secret)
 		if slices.ContainsFunc(cfg.Domains, func(d DomainConfig) bool { return d.AuthRequired == nil || *d.AuthRequired }) {
-			log.Warn("auth.secret is not set: nonces are signed with a random per-process secret, so only this registrar replica can verify them")
+			log.Warn("auth.secret is not set: nonces and temporary GRUUs use a random per-process secret, so only this registrar replica can verify them")
 		}
 	}
 	a.results = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -125,6 +179,9 @@ func (a *auth) check(ctx context.Context, req authRequest, now time.Time) (authR
 func (a *auth) checkInner(ctx context.Context, req authRequest, now time.Time) (authResult, error) {
 	if req.trusted {
 		return authResult{outcome: authNotRequired}, nil
+	}
+	if err := a.seed(ctx); err != nil {
+		return authResult{}, err
 	}
 	dom, err := a.dir.Domain(ctx, req.domain)
 	switch {
@@ -187,7 +244,14 @@ func (a *auth) checkInner(ctx context.Context, req authRequest, now time.Time) (
 	if !ok || h1 == "" || err != nil {
 		return challenge(false), nil
 	}
-	if state == nonceStale || !a.nc.advance(c.GetNonce(), uint32(nc), until, now) {
+	if state == nonceStale {
+		return challenge(true), nil
+	}
+	fresh, err := a.counts.Advance(ctx, c.GetNonce(), uint32(nc), until.Sub(now))
+	if err != nil {
+		return authResult{}, fmt.Errorf("checking the nonce count: %w", err)
+	}
+	if !fresh {
 		return challenge(true), nil
 	}
 	if req.user != user.Username {
@@ -278,6 +342,9 @@ func (r *Registrar) Authenticate(ctx context.Context, req *registrarv1.Authentic
 // PutDomain adds or updates a served domain. Changing a realm invalidates
 // the HA1 hashes of its users, which then need their passwords again.
 func (r *Registrar) PutDomain(ctx context.Context, req *registrarv1.PutDomainRequest) (*registrarv1.PutDomainResponse, error) {
+	if err := r.auth.seed(ctx); err != nil {
+		return nil, toStatus(err)
+	}
 	d := req.GetDomain()
 	name := strings.ToLower(strings.TrimSpace(d.GetName()))
 	if name == "" || strings.ContainsAny(name, " \t;@<>\"") {
@@ -299,6 +366,9 @@ func (r *Registrar) PutDomain(ctx context.Context, req *registrarv1.PutDomainReq
 
 // DeleteDomain removes a domain and its users.
 func (r *Registrar) DeleteDomain(ctx context.Context, req *registrarv1.DeleteDomainRequest) (*registrarv1.DeleteDomainResponse, error) {
+	if err := r.auth.seed(ctx); err != nil {
+		return nil, toStatus(err)
+	}
 	if err := r.auth.dir.DeleteDomain(ctx, req.GetName()); err != nil {
 		return nil, toStatus(fmt.Errorf("deleting domain %q: %w", req.GetName(), err))
 	}
@@ -308,6 +378,9 @@ func (r *Registrar) DeleteDomain(ctx context.Context, req *registrarv1.DeleteDom
 
 // ListDomains lists the served domains.
 func (r *Registrar) ListDomains(ctx context.Context, _ *registrarv1.ListDomainsRequest) (*registrarv1.ListDomainsResponse, error) {
+	if err := r.auth.seed(ctx); err != nil {
+		return nil, toStatus(err)
+	}
 	ds, err := r.auth.dir.Domains(ctx)
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("listing domains: %w", err))
@@ -322,6 +395,9 @@ func (r *Registrar) ListDomains(ctx context.Context, _ *registrarv1.ListDomainsR
 // PutUser adds a subscriber or changes its credentials: a password is
 // hashed with the domain's realm and not kept.
 func (r *Registrar) PutUser(ctx context.Context, req *registrarv1.PutUserRequest) (*registrarv1.PutUserResponse, error) {
+	if err := r.auth.seed(ctx); err != nil {
+		return nil, toStatus(err)
+	}
 	u := req.GetUser()
 	cfg := Config{
 		Domains: []DomainConfig{{Name: u.GetDomain()}},
@@ -350,6 +426,9 @@ func (r *Registrar) PutUser(ctx context.Context, req *registrarv1.PutUserRequest
 
 // DeleteUser removes a subscriber; its bindings stay until they expire.
 func (r *Registrar) DeleteUser(ctx context.Context, req *registrarv1.DeleteUserRequest) (*registrarv1.DeleteUserResponse, error) {
+	if err := r.auth.seed(ctx); err != nil {
+		return nil, toStatus(err)
+	}
 	if err := r.auth.dir.DeleteUser(ctx, req.GetDomain(), req.GetUsername()); err != nil {
 		return nil, toStatus(fmt.Errorf("deleting user %q: %w", req.GetUsername(), err))
 	}
@@ -359,6 +438,9 @@ func (r *Registrar) DeleteUser(ctx context.Context, req *registrarv1.DeleteUserR
 
 // ListUsers lists a domain's subscribers, without secrets.
 func (r *Registrar) ListUsers(ctx context.Context, req *registrarv1.ListUsersRequest) (*registrarv1.ListUsersResponse, error) {
+	if err := r.auth.seed(ctx); err != nil {
+		return nil, toStatus(err)
+	}
 	us, err := r.auth.dir.Users(ctx, req.GetDomain())
 	if err != nil {
 		if errors.Is(err, ErrDomainNotFound) {

@@ -38,10 +38,11 @@ type UserConfig struct {
 
 // AuthConfig tunes digest authentication (`auth:`).
 type AuthConfig struct {
-	// Secret signs nonces so that any registrar replica can verify them.
-	// Every replica must share it; empty picks a random secret per process
-	// (a warning is logged when a domain asks for authentication), which
-	// only works with a single registrar.
+	// Secret signs nonces so that any registrar replica can verify them,
+	// and keys the temporary GRUUs (RFC 5627) so that any replica can
+	// resolve them. Every replica must share it; empty picks a random
+	// secret per process (a warning is logged when a domain asks for
+	// authentication), which only works with a single registrar.
 	Secret string `yaml:"secret"`
 	// NonceLifetime is how long a nonce is accepted; an older one is
 	// answered with a new challenge marked stale=true. Default 5m.
@@ -49,8 +50,10 @@ type AuthConfig struct {
 	// Algorithms are the digest algorithms offered, one challenge each in
 	// this order: SHA-256 and MD5 (RFC 8760). Default [SHA-256, MD5].
 	Algorithms []string `yaml:"algorithms"`
-	// MaxNonces bounds the nonce-count table used against replays (per
-	// replica). Default 100000.
+	// MaxNonces bounds the in-process nonce-count table used against
+	// replays with the memory store (with store redis the counts are in
+	// Redis, shared by every replica, and expire with their nonces).
+	// Default 100000.
 	MaxNonces int `yaml:"max_nonces"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -41,8 +42,10 @@ type User struct {
 }
 
 // Directory keeps the served domains and their users. The memory
-// directory is the built-in one; a shared (Redis) one can implement the
-// same interface so that every replica sees the same subscribers.
+// directory is the built-in one; package redisstore has a shared one, so
+// that every replica sees the same subscribers. Every Directory must pass
+// the contract suite in registrar/directorytest. Failures of a shared
+// directory wrap ErrStoreUnavailable.
 type Directory interface {
 	// Domain returns the domain called name, or ErrDomainNotFound.
 	Domain(ctx context.Context, name string) (Domain, error)
@@ -190,8 +193,10 @@ func userFromConfig(username, domain, realm, password, ha1MD5, ha1SHA256 string)
 	return u
 }
 
-// seedDirectory fills a memory directory from the configuration.
-func seedDirectory(dir *memoryDirectory, cfg Config) {
+// seedDirectory upserts the configured domains and users into dir:
+// configured entries overwrite stored ones of the same name, and entries
+// added through the API are kept.
+func seedDirectory(ctx context.Context, dir Directory, cfg Config) error {
 	realms := map[string]string{}
 	for _, d := range cfg.Domains {
 		dom := Domain{Name: strings.ToLower(strings.TrimSpace(d.Name)), Realm: d.Realm, AuthRequired: d.AuthRequired == nil || *d.AuthRequired}
@@ -199,10 +204,15 @@ func seedDirectory(dir *memoryDirectory, cfg Config) {
 			dom.Realm = dom.Name
 		}
 		realms[dom.Name] = dom.Realm
-		_ = dir.PutDomain(context.Background(), dom)
+		if err := dir.PutDomain(ctx, dom); err != nil {
+			return fmt.Errorf("seeding domain %q: %w", dom.Name, err)
+		}
 	}
 	for _, u := range cfg.Users {
 		dom := strings.ToLower(strings.TrimSpace(u.Domain))
-		_ = dir.PutUser(context.Background(), userFromConfig(u.Username, dom, realms[dom], u.Password, u.HA1MD5, u.HA1SHA256))
+		if err := dir.PutUser(ctx, userFromConfig(u.Username, dom, realms[dom], u.Password, u.HA1MD5, u.HA1SHA256)); err != nil {
+			return fmt.Errorf("seeding user %q of %q: %w", u.Username, dom, err)
+		}
 	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -75,6 +76,33 @@ func (n *nonces) check(nonce, realm string, now time.Time) (nonceState, time.Tim
 	return nonceFresh, until
 }
 
+// NonceCounter remembers the highest nonce count accepted per nonce, so
+// that a repeated or lower count is refused (replay protection, RFC 7616
+// section 3.4). The built-in one is per process; package redisstore has
+// one shared by every replica, so a nonce replayed to another replica is
+// refused too.
+type NonceCounter interface {
+	// Advance records nc for nonce, to be kept for ttl (the time the
+	// nonce has left), and reports whether nc is higher than every count
+	// recorded for the nonce before. Failures of a shared counter wrap
+	// ErrStoreUnavailable.
+	Advance(ctx context.Context, nonce string, nc uint32, ttl time.Duration) (bool, error)
+}
+
+// NonceCounterProvider is a Store that also offers a NonceCounter shared
+// like itself; New uses it when Deps.NonceCounter is nil.
+type NonceCounterProvider interface {
+	NonceCounter() NonceCounter
+}
+
+// DirectoryProvider is a Store that also offers a Directory shared like
+// itself; New uses it when Deps.Directory is nil.
+type DirectoryProvider interface {
+	Directory() Directory
+}
+
+var _ NonceCounter = (*ncTable)(nil)
+
 // ncShards is the number of shards of the nonce-count table.
 const ncShards = 32
 
@@ -82,9 +110,10 @@ const ncShards = 32
 // nonce expires, so that a repeated or lower count is refused (replay
 // protection, RFC 7616 section 3.4). It is bounded: a full shard drops its
 // expired entries, then arbitrary ones (whose nonces then answer stale and
-// the client asks again). It is per replica: a client that sends the same
-// nonce to two replicas is caught only by each one separately.
+// the client asks again). It is per process: with several replicas, use a
+// shared NonceCounter (redisstore's).
 type ncTable struct {
+	now    func() time.Time
 	seed   maphash.Seed
 	max    int // entries per shard
 	shards [ncShards]ncShard
@@ -100,12 +129,22 @@ type ncEntry struct {
 	until time.Time
 }
 
+// NewMemoryNonceCounter returns a NonceCounter in process memory holding
+// about maxEntries nonces.
+func NewMemoryNonceCounter(maxEntries int) NonceCounter { return newNCTable(maxEntries) }
+
 func newNCTable(maxEntries int) *ncTable {
-	t := &ncTable{seed: maphash.MakeSeed(), max: max(1, maxEntries/ncShards)}
+	t := &ncTable{now: time.Now, seed: maphash.MakeSeed(), max: max(1, maxEntries/ncShards)}
 	for i := range t.shards {
 		t.shards[i].m = make(map[string]ncEntry)
 	}
 	return t
+}
+
+// Advance implements NonceCounter; it never fails.
+func (t *ncTable) Advance(_ context.Context, nonce string, nc uint32, ttl time.Duration) (bool, error) {
+	now := t.now()
+	return t.advance(nonce, nc, now.Add(ttl), now), nil
 }
 
 // advance records nc for nonce, valid until until, and reports whether nc

@@ -130,7 +130,9 @@ func (e *expiry) advance(now time.Time) []string {
 	return due
 }
 
-// Run expires bindings until ctx ends, then returns nil. Lookups never
+// Run seeds a shared directory from the configuration (at once, retried
+// every tick until it succeeds) and expires bindings until ctx ends, then
+// returns nil. Lookups never
 // return an expired binding even before it is removed, since reads filter
 // by expiry time; removal frees the store and publishes "expired" events.
 //
@@ -141,7 +143,18 @@ func (r *Registrar) Run(ctx context.Context) error {
 	t := time.NewTicker(r.expiry.tick)
 	defer t.Stop()
 	var nextRefill time.Time
+	seedFailing := false
 	for {
+		// Until the configured domains and users are in a shared directory,
+		// requests that need it seed it themselves or fail with 503.
+		switch err := r.auth.seed(ctx); {
+		case err != nil && ctx.Err() == nil && !seedFailing:
+			r.log.Warn("seeding the directory from the configuration failed; retrying every tick", "err", err)
+			seedFailing = true
+		case err == nil && seedFailing:
+			r.log.Info("directory seeded from the configuration")
+			seedFailing = false
+		}
 		now := r.now()
 		if !now.Before(nextRefill) {
 			full, err := r.refill(ctx, now)

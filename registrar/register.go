@@ -76,7 +76,7 @@ func (r *Registrar) register(ctx context.Context, req *registrarv1.RegisterReque
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, "", fmt.Errorf("fetching bindings of %s: %w", aor, err)
 		}
-		return r.ok(rec.Bindings, now), reasonFetch, nil
+		return r.withGRUUs(req, aor, r.ok(rec.Bindings, now)), reasonFetch, nil
 	}
 
 	var (
@@ -96,12 +96,21 @@ func (r *Registrar) register(ctx context.Context, req *registrarv1.RegisterReque
 	})
 	switch {
 	case errors.Is(err, errNoChange):
-		return answer, reason, nil
+		return r.withGRUUs(req, aor, answer), reason, nil
 	case err != nil:
 		return nil, "", fmt.Errorf("updating bindings of %s: %w", aor, err)
 	}
 	r.commit(ch)
-	return answer, reason, nil
+	return r.withGRUUs(req, aor, answer), reason, nil
+}
+
+// withGRUUs adds the GRUUs (RFC 5627) to the bindings of a 200 answer
+// when the REGISTER supports them.
+func (r *Registrar) withGRUUs(req *registrarv1.RegisterRequest, aor string, resp *registrarv1.RegisterResponse) *registrarv1.RegisterResponse {
+	if req.GetGruu() && resp.GetCode() == 200 {
+		r.gruus.add(aor, resp.GetBindings())
+	}
+	return resp
 }
 
 // checkContacts validates the contacts and expiry values of req, which do

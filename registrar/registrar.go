@@ -28,8 +28,14 @@ type Deps struct {
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
 	// Directory keeps domains and users for digest authentication; nil
-	// uses a memory directory seeded from Config.Domains and Config.Users.
+	// uses the Store's when it is a DirectoryProvider (the Redis store),
+	// else a memory directory. Config.Domains and Config.Users are upserted
+	// into it before it is first used (Run does it at start).
 	Directory Directory
+	// NonceCounter refuses replayed nonce counts; nil uses the Store's when
+	// it is a NonceCounterProvider (the Redis store, shared by replicas),
+	// else a table in this process of auth.max_nonces entries.
+	NonceCounter NonceCounter
 }
 
 var _ registrarv1.RegistrarServiceServer = (*Registrar)(nil)
@@ -46,6 +52,7 @@ type Registrar struct {
 	now     func() time.Time
 	metrics *metrics
 	auth    *auth // digest authentication, auth.go
+	gruus   gruus // GRUUs, gruu.go
 	expiry  expiry
 }
 
@@ -82,5 +89,6 @@ func New(cfg Config, deps Deps) (*Registrar, error) {
 	if r.auth, err = newAuth(cfg, deps, r.log); err != nil {
 		return nil, fmt.Errorf("registering registrar auth metrics: %w", err)
 	}
+	r.gruus = newGRUUs(r.auth.nonces.secret)
 	return r, nil
 }

@@ -25,7 +25,8 @@ var errInvalidArgument = errors.New("registrar: invalid argument")
 
 // Lookup returns the live bindings of an AOR, best q first then most
 // recent. An AOR without live bindings is NO_CONTACTS while it is known
-// (it had bindings within known_retention), UNKNOWN otherwise.
+// (it had bindings within known_retention), UNKNOWN otherwise. With a
+// gruu, only the bindings of the GRUU's instance count (lookupGRUU).
 func (r *Registrar) Lookup(ctx context.Context, req *registrarv1.LookupRequest) (*registrarv1.LookupResponse, error) {
 	resp, err := r.lookup(ctx, req)
 	if err != nil {
@@ -47,6 +48,9 @@ func (r *Registrar) Lookup(ctx context.Context, req *registrarv1.LookupRequest) 
 }
 
 func (r *Registrar) lookup(ctx context.Context, req *registrarv1.LookupRequest) (*registrarv1.LookupResponse, error) {
+	if req.GetGruu() != "" {
+		return r.lookupGRUU(ctx, req.GetGruu())
+	}
 	aor, err := NormalizeAOR(req.GetAor())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidArgument, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -21,6 +22,8 @@ type sipURI struct {
 	host      string // lower-case, IPv6 without brackets
 	port      int    // 0 when absent
 	transport string // lower-case transport parameter, "" when absent
+	hasGR     bool   // a gr parameter (RFC 5627 GRUU) is present
+	gr        string // its value, unescaped; "" for a bare gr (temporary GRUU)
 }
 
 // parseURI parses a sip or sips URI, leniently: unknown parameters are
@@ -51,8 +54,16 @@ func parseURI(s string) (sipURI, error) {
 	u.host, u.port = strings.ToLower(host), port
 	for p := range strings.SplitSeq(params, ";") {
 		name, value, _ := strings.Cut(p, "=")
-		if strings.EqualFold(strings.TrimSpace(name), "transport") {
+		switch name = strings.TrimSpace(name); {
+		case strings.EqualFold(name, "transport"):
 			u.transport = strings.ToLower(strings.TrimSpace(value))
+		case strings.EqualFold(name, "gr"):
+			u.hasGR = true
+			if v, err := url.PathUnescape(strings.TrimSpace(value)); err == nil {
+				u.gr = v
+			} else {
+				u.gr = strings.TrimSpace(value)
+			}
 		}
 	}
 	return u, nil

@@ -197,7 +197,7 @@ func (r *Router) route(ctx context.Context, in *routerv1.RouteRequest) (*routerv
 	if err != nil {
 		return steps.Reject(400, "Bad Request", 0), "", nil
 	}
-	req := &steps.Request{In: in, User: u.User, Host: u.Host, Local: r.domains[u.Host]}
+	req := &steps.Request{In: in, User: u.User, Host: u.Host, Local: r.domains[u.Host], GRUU: u.GR}
 	for _, s := range r.steps {
 		resp, err := s.step.Route(ctx, req)
 		if err != nil {

@@ -20,6 +20,8 @@ type Request struct {
 	User, Host string
 	// Local is true when Host is one of the router's domains.
 	Local bool
+	// GRUU is true when the Request-URI has a gr parameter (RFC 5627).
+	GRUU bool
 }
 
 // Step is one routing step. Route returns the decision, or nil to pass the

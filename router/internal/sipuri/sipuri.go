@@ -25,6 +25,8 @@ type URI struct {
 	Port int
 	// Transport is the lower-case transport parameter, "" when absent.
 	Transport string
+	// GR is true when the URI has a gr parameter: it is a GRUU (RFC 5627).
+	GR bool
 }
 
 // Parse parses a sip or sips URI without display name or angle brackets.
@@ -79,8 +81,11 @@ func Parse(s string) (URI, error) {
 	}
 	for p := range strings.SplitSeq(params, ";") {
 		name, value, _ := strings.Cut(p, "=")
-		if strings.EqualFold(strings.TrimSpace(name), "transport") {
+		switch name = strings.TrimSpace(name); {
+		case strings.EqualFold(name, "transport"):
 			u.Transport = strings.ToLower(strings.TrimSpace(value))
+		case strings.EqualFold(name, "gr"):
+			u.GR = true
 		}
 	}
 	return u, nil

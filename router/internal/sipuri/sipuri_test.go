@@ -17,6 +17,8 @@ func TestParse(t *testing.T) {
 		{in: "sip:bob@[2001:DB8::1]:5070", want: URI{Scheme: "sip", User: "bob", Host: "2001:db8::1", Port: 5070}},
 		{in: "sip:[2001:db8::1]", want: URI{Scheme: "sip", Host: "2001:db8::1"}},
 		{in: "sip:+1555@carrier.example;user=phone", want: URI{Scheme: "sip", User: "+1555", Host: "carrier.example"}},
+		{in: "sip:alice@example.com;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6", want: URI{Scheme: "sip", User: "alice", Host: "example.com", GR: true}},
+		{in: "sip:tgruu.abc@example.com;GR", want: URI{Scheme: "sip", User: "tgruu.abc", Host: "example.com", GR: true}},
 		{in: "tel:+15551234", wantErr: true},
 		{in: "sip:", wantErr: true},
 		{in: "sip:@example.com", wantErr: true},
@@ -90,6 +92,9 @@ func FuzzParse(f *testing.F) {
 		re += u.HostPort()
 		if u.Transport != "" {
 			re += ";transport=" + u.Transport
+		}
+		if u.GR {
+			re += ";gr"
 		}
 		if again, err := Parse(re); err == nil && again != u {
 			t.Fatalf("Parse(%q) = %+v, but its rebuilt form %q parses to %+v", s, u, re, again)

@@ -44,7 +44,10 @@ func New(loc Locator, log *slog.Logger) *Step {
 // up "sip:user@host" and forwards to the contacts, one parallel group per
 // q-value, best q first; it answers 404 for an unknown user or a
 // Request-URI without user, 480 for a known user without contacts and 503
-// when the registrar fails.
+// when the registrar fails. A Request-URI with a gr parameter (a GRUU,
+// RFC 5627) is handed to the registrar whole, which resolves it and
+// answers the bindings of that one instance: none live is 480, a GRUU
+// that does not resolve 404.
 func (s *Step) Route(ctx context.Context, req *steps.Request) (*routerv1.RouteResponse, error) {
 	if !req.Local {
 		return nil, nil
@@ -53,7 +56,11 @@ func (s *Step) Route(ctx context.Context, req *steps.Request) (*routerv1.RouteRe
 		return steps.Reject(404, "Not Found", 0), nil
 	}
 	aor := "sip:" + req.User + "@" + hostOnly(req.Host)
-	resp, err := s.loc.Lookup(ctx, &registrarv1.LookupRequest{Aor: aor})
+	in := &registrarv1.LookupRequest{Aor: aor}
+	if req.GRUU {
+		in.Gruu = req.In.GetRequestUri()
+	}
+	resp, err := s.loc.Lookup(ctx, in)
 	if err != nil {
 		s.log.Warn("registrar lookup failed", "aor", aor, "call_id", req.In.GetCallId(), "err", err)
 		return steps.Reject(503, "Service Unavailable", RetryAfter), nil

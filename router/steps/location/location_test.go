@@ -1,9 +1,15 @@
 package location
 
 import (
+	"context"
+	"log/slog"
+	"slices"
 	"testing"
 
 	registrarv1 "github.com/sipd/sipd/proto/gen/sipd/registrar/v1"
+	routerv1 "github.com/sipd/sipd/proto/gen/sipd/router/v1"
+	"github.com/sipd/sipd/router/steps"
+	"google.golang.org/grpc"
 )
 
 func TestTargetGroups(t *testing.T) {
@@ -45,6 +51,92 @@ func TestTargetGroups(t *testing.T) {
 						t.Fatalf("group %d = %v, want %v", i, got, tc.want[i])
 					}
 				}
+			}
+		})
+	}
+}
+
+// locator answers lookups from a table keyed by AOR, or by GRUU when the
+// request has one, and keeps the last request.
+type locator struct {
+	byAOR, byGRUU map[string]*registrarv1.LookupResponse
+	last          *registrarv1.LookupRequest
+}
+
+func (l *locator) Lookup(_ context.Context, in *registrarv1.LookupRequest, _ ...grpc.CallOption) (*registrarv1.LookupResponse, error) {
+	l.last = in
+	if in.GetGruu() != "" {
+		if r, ok := l.byGRUU[in.GetGruu()]; ok {
+			return r, nil
+		}
+		return &registrarv1.LookupResponse{Status: registrarv1.LookupStatus_LOOKUP_STATUS_UNKNOWN}, nil
+	}
+	if r, ok := l.byAOR[in.GetAor()]; ok {
+		return r, nil
+	}
+	return &registrarv1.LookupResponse{Status: registrarv1.LookupStatus_LOOKUP_STATUS_UNKNOWN}, nil
+}
+
+func TestRouteGRUU(t *testing.T) {
+	const (
+		pub  = "sip:alice@example.com;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+		temp = "sip:tgruu.AbC-_1@example.com;gr"
+		gone = "sip:alice@example.com;gr=urn:uuid:00000000-0000-1000-8000-000000000000"
+	)
+	found := func(uri string) *registrarv1.LookupResponse {
+		return &registrarv1.LookupResponse{Status: registrarv1.LookupStatus_LOOKUP_STATUS_FOUND, Bindings: []*registrarv1.Binding{{Uri: uri}}}
+	}
+	loc := &locator{
+		byAOR: map[string]*registrarv1.LookupResponse{
+			"sip:alice@example.com": {Status: registrarv1.LookupStatus_LOOKUP_STATUS_FOUND, Bindings: []*registrarv1.Binding{{Uri: "sip:a@192.0.2.7"}, {Uri: "sip:a@192.0.2.8"}}},
+		},
+		byGRUU: map[string]*registrarv1.LookupResponse{
+			pub:  found("sip:a@192.0.2.7"),
+			temp: found("sip:a@192.0.2.8"),
+			gone: {Status: registrarv1.LookupStatus_LOOKUP_STATUS_NO_CONTACTS},
+		},
+	}
+	s := New(loc, slog.New(slog.DiscardHandler))
+	tests := []struct {
+		name     string
+		ruri     string
+		user     string
+		gruu     bool
+		wantGRUU string   // the gruu the lookup carried
+		targets  []string // forwarded to, in order
+		reject   int32
+	}{
+		{"aor forks to every contact", "sip:alice@example.com", "alice", false, "", []string{"sip:a@192.0.2.7", "sip:a@192.0.2.8"}, 0},
+		{"public gruu reaches its instance", pub, "alice", true, pub, []string{"sip:a@192.0.2.7"}, 0},
+		{"temporary gruu reaches its instance", temp, "tgruu.AbC-_1", true, temp, []string{"sip:a@192.0.2.8"}, 0},
+		{"gruu of an instance not registered is 480", gone, "alice", true, gone, nil, 480},
+		{"gruu that does not resolve is 404", "sip:tgruu.zzz@example.com;gr", "tgruu.zzz", true, "sip:tgruu.zzz@example.com;gr", nil, 404},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := s.Route(context.Background(), &steps.Request{
+				In: &routerv1.RouteRequest{RequestUri: tc.ruri}, User: tc.user, Host: "example.com", Local: true, GRUU: tc.gruu,
+			})
+			if err != nil {
+				t.Fatalf("Route = %v", err)
+			}
+			if loc.last.GetGruu() != tc.wantGRUU {
+				t.Errorf("lookup gruu = %q, want %q", loc.last.GetGruu(), tc.wantGRUU)
+			}
+			if tc.reject != 0 {
+				if resp.GetReject().GetCode() != tc.reject {
+					t.Fatalf("Route = %v, want reject %d", resp, tc.reject)
+				}
+				return
+			}
+			var got []string
+			for _, g := range resp.GetForward().GetGroups() {
+				for _, tg := range g.GetTargets() {
+					got = append(got, tg.GetRequestUri())
+				}
+			}
+			if !slices.Equal(got, tc.targets) {
+				t.Errorf("targets = %v, want %v", got, tc.targets)
 			}
 		})
 	}

@@ -558,7 +558,10 @@ type RegisterRequest struct {
 	// ViaMismatch is true when the source address differs from the top
 	// Via's sent-by (the UA is behind a NAT it does not know about), so the
 	// registrar stores the source as the binding's received address.
-	ViaMismatch   bool `protobuf:"varint,13,opt,name=via_mismatch,json=viaMismatch,proto3" json:"via_mismatch,omitempty"`
+	ViaMismatch bool `protobuf:"varint,13,opt,name=via_mismatch,json=viaMismatch,proto3" json:"via_mismatch,omitempty"`
+	// Gruu is true when the REGISTER has `Supported: gruu` (RFC 5627): the
+	// answer's bindings with an instance then carry pub_gruu and temp_gruu.
+	Gruu          bool `protobuf:"varint,14,opt,name=gruu,proto3" json:"gruu,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -684,6 +687,13 @@ func (x *RegisterRequest) GetViaMismatch() bool {
 	return false
 }
 
+func (x *RegisterRequest) GetGruu() bool {
+	if x != nil {
+		return x.Gruu
+	}
+	return false
+}
+
 // Binding is one contact of an AOR as stored.
 type Binding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -700,7 +710,15 @@ type Binding struct {
 	UserAgent string               `protobuf:"bytes,10,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
 	// Received is "sip:ip:port;transport=x" when the contact is behind NAT and
 	// requests must go to the source address instead of the contact's.
-	Received      string `protobuf:"bytes,11,opt,name=received,proto3" json:"received,omitempty"`
+	Received string `protobuf:"bytes,11,opt,name=received,proto3" json:"received,omitempty"`
+	// PubGruu is the public GRUU of the binding's instance (RFC 5627),
+	// "sip:user@domain;gr=urn:uuid:...": set in Register answers to a
+	// REGISTER with gruu, for bindings with an instance.
+	PubGruu string `protobuf:"bytes,12,opt,name=pub_gruu,json=pubGruu,proto3" json:"pub_gruu,omitempty"`
+	// TempGruu is a temporary GRUU for the instance, "sip:tgruu.TOKEN@domain;gr":
+	// an opaque token that stays valid while a binding of that instance
+	// registered with the same Call-ID lives. Set as pub_gruu.
+	TempGruu      string `protobuf:"bytes,13,opt,name=temp_gruu,json=tempGruu,proto3" json:"temp_gruu,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -812,6 +830,20 @@ func (x *Binding) GetReceived() string {
 	return ""
 }
 
+func (x *Binding) GetPubGruu() string {
+	if x != nil {
+		return x.PubGruu
+	}
+	return ""
+}
+
+func (x *Binding) GetTempGruu() string {
+	if x != nil {
+		return x.TempGruu
+	}
+	return ""
+}
+
 type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Code is the SIP status to answer: 200, 400, 423, 500, 503.
@@ -902,8 +934,14 @@ func (x *RegisterResponse) GetChallenges() []*Challenge {
 }
 
 type LookupRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Aor           string                 `protobuf:"bytes,1,opt,name=aor,proto3" json:"aor,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Aor   string                 `protobuf:"bytes,1,opt,name=aor,proto3" json:"aor,omitempty"`
+	// Gruu, when set, is a Request-URI carrying a `gr` parameter (RFC 5627):
+	// a public GRUU (the AOR with gr=<instance URN>) or a temporary one
+	// (tgruu.TOKEN with gr). The lookup then returns only the live bindings
+	// of that instance, and aor is not used. No live binding of the
+	// instance is NO_CONTACTS; a temporary GRUU that is not ours is UNKNOWN.
+	Gruu          string `protobuf:"bytes,2,opt,name=gruu,proto3" json:"gruu,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -941,6 +979,13 @@ func (*LookupRequest) Descriptor() ([]byte, []int) {
 func (x *LookupRequest) GetAor() string {
 	if x != nil {
 		return x.Aor
+	}
+	return ""
+}
+
+func (x *LookupRequest) GetGruu() string {
+	if x != nil {
+		return x.Gruu
 	}
 	return ""
 }
@@ -2329,7 +2374,7 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\aexpires\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aexpires\x12\f\n" +
 	"\x01q\x18\x03 \x01(\x05R\x01q\x12\x1a\n" +
 	"\binstance\x18\x04 \x01(\tR\binstance\x12\x15\n" +
-	"\x06reg_id\x18\x05 \x01(\x05R\x05regId\"\xe5\x03\n" +
+	"\x06reg_id\x18\x05 \x01(\x05R\x05regId\"\xf9\x03\n" +
 	"\x0fRegisterRequest\x12\x10\n" +
 	"\x03aor\x18\x01 \x01(\tR\x03aor\x12\x17\n" +
 	"\acall_id\x18\x02 \x01(\tR\x06callId\x12\x12\n" +
@@ -2346,7 +2391,8 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\atrusted\x18\v \x01(\bR\atrusted\x12\x1f\n" +
 	"\vrequest_uri\x18\f \x01(\tR\n" +
 	"requestUri\x12!\n" +
-	"\fvia_mismatch\x18\r \x01(\bR\vviaMismatch\"\xba\x02\n" +
+	"\fvia_mismatch\x18\r \x01(\bR\vviaMismatch\x12\x12\n" +
+	"\x04gruu\x18\x0e \x01(\bR\x04gruu\"\xf2\x02\n" +
 	"\aBinding\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x123\n" +
 	"\aexpires\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aexpires\x12\f\n" +
@@ -2360,7 +2406,9 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"\n" +
 	"user_agent\x18\n" +
 	" \x01(\tR\tuserAgent\x12\x1a\n" +
-	"\breceived\x18\v \x01(\tR\breceived\"\xac\x02\n" +
+	"\breceived\x18\v \x01(\tR\breceived\x12\x19\n" +
+	"\bpub_gruu\x18\f \x01(\tR\apubGruu\x12\x1b\n" +
+	"\ttemp_gruu\x18\r \x01(\tR\btempGruu\"\xac\x02\n" +
 	"\x10RegisterResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x126\n" +
@@ -2371,9 +2419,10 @@ const file_sipd_registrar_v1_registrar_proto_rawDesc = "" +
 	"retryAfter\x12<\n" +
 	"\n" +
 	"challenges\x18\x06 \x03(\v2\x1c.sipd.registrar.v1.ChallengeR\n" +
-	"challenges\"!\n" +
+	"challenges\"5\n" +
 	"\rLookupRequest\x12\x10\n" +
-	"\x03aor\x18\x01 \x01(\tR\x03aor\"\x81\x01\n" +
+	"\x03aor\x18\x01 \x01(\tR\x03aor\x12\x12\n" +
+	"\x04gruu\x18\x02 \x01(\tR\x04gruu\"\x81\x01\n" +
 	"\x0eLookupResponse\x127\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1f.sipd.registrar.v1.LookupStatusR\x06status\x126\n" +
 	"\bbindings\x18\x02 \x03(\v2\x1a.sipd.registrar.v1.BindingR\bbindings\"F\n" +
