@@ -21,6 +21,16 @@ type Config struct {
 	// MaxContacts is the most bindings one AOR may hold; a REGISTER that
 	// would exceed it is answered 503 with Retry-After. Default 10.
 	MaxContacts int `yaml:"max_contacts"`
+	// MaxContactsPolicy says what a REGISTER past MaxContacts gets:
+	// "reject" (503 with Retry-After, the default) or "evict_oldest" (the
+	// least recently refreshed bindings make room, as Kamailio's
+	// max_contacts with overwrite does).
+	MaxContactsPolicy string `yaml:"max_contacts_policy"`
+	// ExpiresSpread shortens each granted expiry by a random share of at
+	// most this fraction (0 to 0.5; Kamailio's expires_range as a
+	// fraction), so phones that all registered at once after a restart do
+	// not all refresh at once. Default 0 (off); 0.1 is a common choice.
+	ExpiresSpread float64 `yaml:"expires_spread"`
 	// KnownRetention is how long an AOR stays known after its last binding
 	// is gone, so that calls to it are answered 480 Temporarily Unavailable
 	// rather than 404 Not Found. Default 24h.
@@ -53,6 +63,10 @@ const (
 	DefaultMinExpires     = 60 * time.Second
 	DefaultMaxExpires     = 24 * time.Hour
 	DefaultMaxContacts    = 10
+	// PolicyReject and PolicyEvictOldest are the values of
+	// max_contacts_policy.
+	PolicyReject          = "reject"
+	PolicyEvictOldest     = "evict_oldest"
 	DefaultKnownRetention = 24 * time.Hour
 )
 
@@ -72,6 +86,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.KnownRetention == 0 {
 		c.KnownRetention = DefaultKnownRetention
+	}
+	if c.MaxContactsPolicy == "" {
+		c.MaxContactsPolicy = PolicyReject
 	}
 	c.setStoreDefaults()
 	c.Auth.setDefaults()
@@ -98,6 +115,12 @@ func (c Config) Validate() error {
 	}
 	if c.KnownRetention < 0 {
 		errs = append(errs, fmt.Errorf("known_retention (%s) must be >= 0", c.KnownRetention))
+	}
+	if c.MaxContactsPolicy != PolicyReject && c.MaxContactsPolicy != PolicyEvictOldest {
+		errs = append(errs, fmt.Errorf("max_contacts_policy (%q) must be %q or %q", c.MaxContactsPolicy, PolicyReject, PolicyEvictOldest))
+	}
+	if c.ExpiresSpread < 0 || c.ExpiresSpread > 0.5 {
+		errs = append(errs, fmt.Errorf("expires_spread (%g) must be between 0 and 0.5", c.ExpiresSpread))
 	}
 	errs = append(errs, c.validateStore()...)
 	errs = append(errs, c.validateAuth()...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -151,6 +152,7 @@ func (r *Registrar) checkContacts(req *registrarv1.RegisterRequest) ([]contactUp
 		case expires > r.cfg.MaxExpires:
 			expires = r.cfg.MaxExpires
 		}
+		expires = r.spread(expires)
 		updates = append(updates, contactUpdate{uri: c.GetUri(), key: updateKey(u, c), parsed: u, expires: expires, in: c})
 	}
 	return updates, nil
@@ -230,12 +232,50 @@ func (r *Registrar) applyLocked(rec *Record, req *registrarv1.RegisterRequest, u
 		keys = append(keys, u.key)
 		r.record(rec, ch, eventInserted, b)
 	}
+	if len(rec.Bindings) > r.cfg.MaxContacts && r.cfg.MaxContactsPolicy == PolicyEvictOldest {
+		r.evictOldestLocked(rec, updates, ch)
+	}
 	if len(rec.Bindings) > r.cfg.MaxContacts {
 		resp := reject(503, reasonTooMany)
 		resp.RetryAfter = durationpb.New(r.retryAfter(rec.Bindings, now))
 		return resp, reasonTooManyContact
 	}
 	return r.ok(rec.Bindings, now), reasonUpdated
+}
+
+// spread shortens a granted expiry by a random share of at most
+// ExpiresSpread, never below MinExpires.
+func (r *Registrar) spread(expires time.Duration) time.Duration {
+	if r.cfg.ExpiresSpread <= 0 || expires <= r.cfg.MinExpires {
+		return expires
+	}
+	cut := time.Duration(rand.Float64() * r.cfg.ExpiresSpread * float64(expires)).Truncate(time.Second)
+	return max(expires-cut, r.cfg.MinExpires)
+}
+
+// evictOldestLocked removes the least recently refreshed bindings that
+// this request did not touch until the AOR is within MaxContacts.
+func (r *Registrar) evictOldestLocked(rec *Record, updates []contactUpdate, ch *change) {
+	touched := func(b Binding) bool {
+		k := storedKey(b)
+		return slices.ContainsFunc(updates, func(u contactUpdate) bool { return u.key == k })
+	}
+	for len(rec.Bindings) > r.cfg.MaxContacts {
+		oldest := -1
+		for i, b := range rec.Bindings {
+			if touched(b) {
+				continue
+			}
+			if oldest < 0 || b.UpdatedAt.Before(rec.Bindings[oldest].UpdatedAt) {
+				oldest = i
+			}
+		}
+		if oldest < 0 {
+			return // only this request's contacts are left: refuse below
+		}
+		r.record(rec, ch, eventRemoved, rec.Bindings[oldest])
+		rec.Bindings = slices.Delete(rec.Bindings, oldest, oldest+1)
+	}
 }
 
 // retryAfter is how long until a binding slot frees: the time left of the
