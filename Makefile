@@ -77,4 +77,5 @@ clean: ## remove built binaries
 
 -include bench/bench.mk
 -include bench/tcp.mk
+-include bench/soak.mk
 -include deploy/deploy.mk
