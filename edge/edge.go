@@ -150,6 +150,11 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		return nil, fmt.Errorf("creating transport layer: %w", err)
 	}
 	e.tl = tl
+	if deps.Registerer != nil {
+		if err := deps.Registerer.Register(&transportCollector{stats: tl.Stats}); err != nil {
+			return nil, fmt.Errorf("registering transport metrics: %w", err)
+		}
+	}
 	e.local.Store(e.buildLocal(cfg.Transport.Listeners))
 	return e, nil
 }
@@ -418,17 +423,29 @@ func (e *Edge) ctx() context.Context {
 	return context.Background()
 }
 
-// send hands data to the transport.
+// send hands data to the transport. Its error wraps the transport's as
+// ErrSend, or ErrFlowFailed for a flow whose connection is gone, without
+// formatting: a failing peer must not cost a fmt.Errorf per message.
 func (e *Edge) send(d transport.Dest, data []byte) error {
-	if err := e.tl.Send(d, data); err != nil {
-		e.logger.Debug("send failed", "dest", d.Addr.String(), "proto", d.Proto.String(), "conn_id", d.ConnID, "err", err)
-		if d.ConnID != 0 && !d.Addr.IsValid() && errors.Is(err, transport.ErrConnClosed) {
-			return fmt.Errorf("%w: %w", ErrFlowFailed, err)
-		}
-		return fmt.Errorf("%w: %w", ErrSend, err)
+	err := e.tl.Send(d, data)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if e.logger.Enabled(context.Background(), slog.LevelDebug) {
+		e.logger.Debug("send failed", "dest", d.Addr.String(), "proto", d.Proto.String(), "conn_id", d.ConnID, "err", err)
+	}
+	if d.ConnID != 0 && !d.Addr.IsValid() && errors.Is(err, transport.ErrConnClosed) {
+		return &sendError{kind: ErrFlowFailed, err: err}
+	}
+	return &sendError{kind: ErrSend, err: err}
 }
+
+// sendError is a send failure: kind (ErrSend or ErrFlowFailed) and the
+// transport's error, both matched by errors.Is.
+type sendError struct{ kind, err error }
+
+func (s *sendError) Error() string   { return s.kind.Error() + ": " + s.err.Error() }
+func (s *sendError) Unwrap() []error { return []error{s.kind, s.err} }
 
 // replyStateless answers req without a transaction.
 func (e *Edge) replyStateless(req *sip.Request, src inbound, code int, reason string, extra ...sip.Header) {

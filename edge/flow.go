@@ -118,7 +118,7 @@ func (e *Edge) parseFlowToken(s string) (flow, bool) {
 		local:    getAddr(raw[10:]),
 		source:   getAddr(raw[10+flowAddrLen:]),
 	}
-	if f.proto != transport.UDP && f.proto != transport.TCP && f.proto != transport.TLS {
+	if f.proto < transport.UDP || f.proto > transport.WSS {
 		return flow{}, false
 	}
 	return f, true
@@ -201,14 +201,17 @@ func (e *Edge) takeFlowRoute(req *sip.Request) (flow, string, bool) {
 }
 
 // flowDest is where a request for f goes: its connection for reliable
-// transports (for an outbound flow without an address, so a closed
+// transports (for an outbound or WebSocket flow without an address, so a closed
 // connection fails rather than a new one being dialled; otherwise the
 // Request-URI's address is the fallback, RFC 3261 style), the source
 // address from the same listener for UDP.
 func (e *Edge) flowDest(f flow, ruri *sip.Uri) transport.Dest {
 	if f.proto.Reliable() {
 		d := transport.Dest{Proto: f.proto, ConnID: f.connID}
-		if !f.outbound {
+		// A WebSocket client is reached only over the connection it
+		// opened (RFC 7118): its contact's address is not dialable.
+		ws := f.proto == transport.WS || f.proto == transport.WSS
+		if !f.outbound && !ws {
 			if h, err := hopOf(ruri); err == nil {
 				if a, err := e.resolve(h); err == nil {
 					d.Addr = a

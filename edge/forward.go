@@ -21,21 +21,40 @@ type hop struct {
 	port  int
 }
 
+// Next-hop errors, built once: they come from the request, not the network.
+var (
+	errNoHost       = fmt.Errorf("%w: uri without host", ErrNoRoute)
+	errBadTransport = fmt.Errorf("%w: unusable transport parameter", ErrNoRoute)
+)
+
 // hopOf reads the next hop of a SIP URI: host, port (5060, 5061 for TLS)
 // and the transport parameter (UDP by default).
 func hopOf(u *sip.Uri) (hop, error) {
 	if u == nil || u.Host == "" {
-		return hop{}, fmt.Errorf("%w: uri without host", ErrNoRoute)
+		return hop{}, errNoHost
 	}
 	h := hop{proto: transport.UDP, host: hostOf(u.Host), port: u.Port}
 	if t, ok := u.UriParams.Get("transport"); ok && t != "" {
 		p, err := transport.ParseProto(t)
 		if err != nil {
-			return hop{}, fmt.Errorf("%w: transport %q", ErrNoRoute, t)
+			return hop{}, errBadTransport
 		}
 		h.proto = p
-	} else if u.IsEncrypted() {
-		h.proto = transport.TLS
+	}
+	if u.IsEncrypted() {
+		// sips: is TLS all the way (RFC 3261 26.2.2): transport=tcp (or
+		// none) is TLS, transport=ws is WSS; UDP cannot carry it.
+		switch h.proto {
+		case transport.UDP:
+			if _, ok := u.UriParams.Get("transport"); ok {
+				return hop{}, errBadTransport
+			}
+			h.proto = transport.TLS
+		case transport.TCP:
+			h.proto = transport.TLS
+		case transport.WS:
+			h.proto = transport.WSS
+		}
 	}
 	if h.port == 0 {
 		h.port = 5060
@@ -172,6 +191,9 @@ func (e *Edge) prepare(base *sip.Request, src inbound, t *routerv1.Target, recor
 			return nil, transport.Dest{}, err
 		}
 		dest = transport.Dest{Proto: h.proto, Addr: addr}
+		if (h.proto == transport.TLS || h.proto == transport.WSS) && needsDNS(nu) {
+			dest.Host = h.host // the server's certificate must name it
+		}
 		if t != nil && t.GetConnectionId() != 0 && t.GetEdge() == e.ID() && h.proto.Reliable() {
 			dest.ConnID = t.GetConnectionId()
 		}
@@ -185,6 +207,14 @@ func (e *Edge) prepare(base *sip.Request, src inbound, t *routerv1.Target, recor
 	outHost, outPort := li.sentBy(out)
 
 	if recordRoute {
+		if token == "" && (src.proto == transport.WS || src.proto == transport.WSS) {
+			// A WebSocket client is reachable only over its connection
+			// (RFC 7118 section 5): our Record-Route names the flow, so
+			// the dialog's requests towards it take that connection.
+			f := flowOf(src)
+			f.outbound = true
+			token = e.flowToken(f)
+		}
 		in := e.listenerOf(src)
 		double := in.Proto != out.Proto || in.Addr != out.Addr
 		if double {

@@ -1,10 +1,14 @@
 package edge
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -41,7 +45,10 @@ func (e *Edge) HandleMessage(m transport.Message) {
 		}
 	}
 	src = inbound{proto: m.Proto, source: m.Source, local: m.Local, connID: m.ConnID}
-	msg, err := sip.ParseMessage(m.Data)
+	if m.FramingErr == nil && e.absorbRetransmission(m.Data) {
+		return
+	}
+	msg, err := parseMessage(m.Data)
 	if m.FramingErr != nil && err == nil {
 		err = m.FramingErr
 	}
@@ -60,6 +67,26 @@ func (e *Edge) HandleMessage(m transport.Message) {
 		e.m.malformed.Inc()
 		e.logger.Debug("dropping unparsable message", "source", m.Source.String(), "err", err)
 	}
+}
+
+// absorbRetransmission answers a retransmitted request (not ACK or CANCEL)
+// from its server transaction, found by the key read from the raw bytes,
+// without parsing the message; false means the message needs the full
+// handling.
+func (e *Edge) absorbRetransmission(data []byte) bool {
+	var buf [160]byte
+	key, ok := rawServerKey(data, buf[:0])
+	if !ok {
+		return false
+	}
+	stx := e.tx.FindServerBytes(key)
+	if stx == nil {
+		return false
+	}
+	method := key[bytes.LastIndexByte(key, '|')+1:]
+	e.m.requests.WithLabelValues(methodLabel(string(method))).Inc()
+	stx.Retransmission()
+	return true
 }
 
 // checkRequest reports the reason phrase of a 400 for a malformed request,
@@ -266,18 +293,21 @@ func (e *Edge) handleResponse(res *sip.Response, src inbound) {
 		e.m.malformed.Inc()
 		return
 	}
-	key, err := transaction.ResponseKey(res)
+	var buf [128]byte
+	key, err := transaction.AppendResponseKey(buf[:0], res)
 	if err != nil {
 		e.m.malformed.Inc()
 		return
 	}
-	if ctx := e.tx.FindClient(key); ctx != nil {
+	if ctx := e.tx.FindClientBytes(key); ctx != nil {
 		ctx.Receive(res)
 		return
 	}
 	b, _ := via.Params.Get("branch")
 	if !strings.HasPrefix(b, branchPrefix) || !e.isLocal(via.Host, via.Port) {
-		e.logger.Debug("dropping stray response", "source", src.source.String(), "call_id", string(*res.CallID()))
+		if e.logger.Enabled(context.Background(), slog.LevelDebug) {
+			e.logger.Debug("dropping stray response", "source", src.source.String(), "call_id", string(*res.CallID()))
+		}
 		return
 	}
 	removeTopVia(res)
@@ -309,9 +339,11 @@ func viaDest(via *sip.ViaHeader) (transport.Dest, bool) {
 	}
 	port := via.Port
 	if r, ok := via.Params.Get("rport"); ok && r != "" {
-		if _, err := fmt.Sscanf(r, "%d", &port); err != nil {
+		n, err := strconv.Atoi(r)
+		if err != nil {
 			return transport.Dest{}, false
 		}
+		port = n
 	}
 	if port <= 0 || port > 65535 {
 		port = 5060

@@ -274,7 +274,7 @@ func hostOf(h string) string {
 
 // fixVia applies RFC 3261 18.2.1 and RFC 3581 to the top Via of a request:
 // received= when the source differs from the sent-by host, rport=<port>
-// when rport is present and empty.
+// when rport is present and empty, and both always over WS and WSS.
 func fixVia(req *sip.Request, src inbound) {
 	via := req.Via()
 	if via == nil || !src.source.IsValid() {
@@ -282,6 +282,12 @@ func fixVia(req *sip.Request, src inbound) {
 	}
 	ip := src.source.Addr().Unmap()
 	rport, hasRport := via.Params.Get("rport")
+	if !hasRport && (src.proto == transport.WS || src.proto == transport.WSS) {
+		// RFC 7118: a WebSocket client's sent-by is not an address (often
+		// a random .invalid name); received and rport name its connection,
+		// so a response forwarded statelessly finds it.
+		hasRport = true
+	}
 	if hasRport && rport == "" {
 		via.Params.Add("rport", strconv.Itoa(int(src.source.Port())))
 	}

@@ -144,42 +144,51 @@ func ServerKeyFor(req *sip.Request, m sip.RequestMethod) (string, error) {
 		m = sip.INVITE
 	}
 	branch, _ := via.Params.Get("branch")
-	var b strings.Builder
+	// One allocation: the key is assembled on the stack, then copied.
+	var buf [128]byte
+	b := buf[:0]
 	if strings.HasPrefix(branch, sip.RFC3261BranchMagicCookie) {
-		b.Grow(len(branch) + len(via.Host) + len(m) + 10)
-		b.WriteString(branch)
-		b.WriteByte('|')
-		writeSentBy(&b, via)
-		b.WriteByte('|')
-		b.WriteString(string(m))
-		return b.String(), nil
+		b = append(b, branch...)
+		b = append(b, '|')
+		b = appendSentBy(b, via)
+		b = append(b, '|')
+		b = append(b, m...)
+		return string(b), nil
 	}
 	cseq := req.CSeq()
 	if cseq == nil {
 		return "", ErrNoCSeq
 	}
-	b.WriteString("2543|")
+	b = append(b, "2543|"...)
 	if cid := req.CallID(); cid != nil {
-		b.WriteString(string(*cid))
+		b = append(b, *cid...)
 	}
-	b.WriteByte('|')
+	b = append(b, '|')
 	if f := req.From(); f != nil {
 		tag, _ := f.Params.Get("tag")
-		b.WriteString(tag)
+		b = append(b, tag...)
 	}
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatUint(uint64(cseq.SeqNo), 10))
-	b.WriteByte('|')
-	writeSentBy(&b, via)
-	b.WriteByte('|')
-	b.WriteString(string(m))
-	return b.String(), nil
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(cseq.SeqNo), 10)
+	b = append(b, '|')
+	b = appendSentBy(b, via)
+	b = append(b, '|')
+	b = append(b, m...)
+	return string(b), nil
 }
 
-func writeSentBy(b *strings.Builder, via *sip.ViaHeader) {
-	b.WriteString(strings.ToLower(via.Host))
-	b.WriteByte(':')
-	b.WriteString(strconv.Itoa(via.Port))
+// appendSentBy appends the Via's sent-by, host lower-cased, as host:port
+// (port 0 when absent).
+func appendSentBy(b []byte, via *sip.ViaHeader) []byte {
+	for i := 0; i < len(via.Host); i++ {
+		c := via.Host[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	b = append(b, ':')
+	return strconv.AppendInt(b, int64(via.Port), 10)
 }
 
 // ClientKey computes the client transaction key of a branch and method
@@ -211,6 +220,48 @@ func (l *Layer) FindServer(key string) *ServerTx {
 	s := &l.server[l.shard(key)]
 	s.mu.Lock()
 	tx := s.m[key]
+	s.mu.Unlock()
+	return tx
+}
+
+// FindServerBytes is FindServer for a key held in a byte slice; it does
+// not allocate.
+func (l *Layer) FindServerBytes(key []byte) *ServerTx {
+	s := &l.server[int(maphash.Bytes(l.seed, key)&(shardCount-1))]
+	s.mu.Lock()
+	tx := s.m[string(key)]
+	s.mu.Unlock()
+	return tx
+}
+
+// AppendResponseKey appends the key ResponseKey computes to b, so that a
+// caller can look the transaction up with FindClientBytes without
+// allocating.
+func AppendResponseKey(b []byte, res *sip.Response) ([]byte, error) {
+	via := res.Via()
+	if via == nil {
+		return b, ErrNoVia
+	}
+	cseq := res.CSeq()
+	if cseq == nil {
+		return b, ErrNoCSeq
+	}
+	m := cseq.MethodName
+	if m == sip.ACK {
+		m = sip.INVITE
+	}
+	branch, _ := via.Params.Get("branch")
+	b = append(b, branch...)
+	b = append(b, '|')
+	return append(b, m...), nil
+}
+
+// FindClientBytes is FindClient for a key held in a byte slice; it does
+// not allocate.
+func (l *Layer) FindClientBytes(key []byte) *ClientTx {
+	s := &l.client[int(maphash.Bytes(l.seed, key)&(shardCount-1))]
+	s.mu.Lock()
+	tx := s.m[string(key)]
 	s.mu.Unlock()
 	return tx
 }

@@ -211,3 +211,31 @@ func BenchmarkServerKeyAndMatch(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendResponseKey(t *testing.T) {
+	tests := []struct {
+		name string
+		res  string
+	}{
+		{"invite", "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsd1\r\nCSeq: 1 INVITE\r\n\r\n"},
+		{"bye", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsd2\r\nCSeq: 2 BYE\r\n\r\n"},
+		{"no branch", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060\r\nCSeq: 2 BYE\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := sip.ParseMessage([]byte(tt.res))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := m.(*sip.Response)
+			want, err := ResponseKey(res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := AppendResponseKey(nil, res)
+			if err != nil || string(got) != want {
+				t.Fatalf("AppendResponseKey = %q, %v; want %q", got, err, want)
+			}
+		})
+	}
+}
