@@ -55,7 +55,18 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// TracerProvider; nil uses otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
+	// Reload re-reads the static routes from the configuration the router
+	// was started with, for the Reload RPC; nil makes Reload answer
+	// FailedPrecondition.
+	Reload func() ([]StaticRoute, error)
 }
+
+// Sentinel errors of the management API; toStatus maps them to gRPC codes.
+var (
+	ErrNoReload     = errors.New("router: reload is not available (no configuration file)")
+	ErrReload       = errors.New("router: reloading failed")
+	ErrInvalidState = errors.New("router: state must be ROUTE_STATE_ACTIVE or ROUTE_STATE_DISABLED")
+)
 
 // chain is the order of the routing steps. Auth comes first: a caller from
 // a local domain must prove who it is before anything is routed for it.
@@ -79,11 +90,7 @@ func buildStep(name string, cfg Config, deps Deps, log *slog.Logger) (steps.Step
 		}
 		return auth.New(a, cfg.Domains, log.With("step", auth.Name)), nil
 	case static.Name:
-		routes := make([]static.Route, len(cfg.StaticRoutes))
-		for i, r := range cfg.StaticRoutes {
-			routes[i] = static.Route{Domain: r.Domain, Destination: r.Destination}
-		}
-		return static.New(routes), nil
+		return static.New(staticRoutes(cfg.StaticRoutes)), nil
 	case location.Name:
 		if deps.Locator == nil {
 			return nil, errors.New("router: location step needs deps.Locator")
@@ -91,6 +98,14 @@ func buildStep(name string, cfg Config, deps Deps, log *slog.Logger) (steps.Step
 		return location.New(deps.Locator, log.With("step", location.Name)), nil
 	}
 	return nil, fmt.Errorf("router: unknown step %q", name)
+}
+
+func staticRoutes(rs []StaticRoute) []static.Route {
+	routes := make([]static.Route, len(rs))
+	for i, r := range rs {
+		routes[i] = static.Route{Domain: r.Domain, Destination: r.Destination}
+	}
+	return routes
 }
 
 type namedStep struct {
@@ -107,6 +122,8 @@ type Router struct {
 
 	domains   map[string]bool
 	steps     []namedStep
+	static    *static.Step // the static step, for the management API
+	reload    func() ([]StaticRoute, error)
 	log       *slog.Logger
 	tracer    trace.Tracer
 	decisions *prometheus.CounterVec
@@ -129,6 +146,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	}
 	r := &Router{
 		domains: make(map[string]bool, len(cfg.Domains)),
+		reload:  deps.Reload,
 		log:     log,
 		tracer:  tp.Tracer("github.com/sipd/sipd/router"),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -146,6 +164,9 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		}
 		if s != nil {
 			r.steps = append(r.steps, namedStep{name, s})
+		}
+		if st, ok := s.(*static.Step); ok {
+			r.static = st
 		}
 	}
 	if deps.Registerer != nil {
@@ -222,6 +243,13 @@ func toStatus(err error) error {
 		return status.Error(grpccodes.DeadlineExceeded, "router: deadline exceeded")
 	case errors.Is(err, context.Canceled):
 		return status.Error(grpccodes.Canceled, "router: canceled")
+	case errors.Is(err, static.ErrRouteNotFound):
+		return status.Error(grpccodes.NotFound, err.Error())
+	case errors.Is(err, ErrInvalidState):
+		return status.Error(grpccodes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrNoReload), errors.Is(err, ErrReload):
+		// The operator asked for it: the config problems are the answer.
+		return status.Error(grpccodes.FailedPrecondition, err.Error())
 	default:
 		return status.Error(grpccodes.Internal, "router: internal error")
 	}

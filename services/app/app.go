@@ -64,7 +64,7 @@ func Main(role config.Role, args []string, stderr io.Writer) int {
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, cfg, role, logger); err != nil {
+	if err := Run(ctx, cfg, *path, role, logger); err != nil {
 		logger.Error("exiting", "err", err)
 		return 1
 	}
@@ -85,8 +85,10 @@ func splitLines(s string) []string {
 }
 
 // Run runs the components of role until ctx ends, and returns after all of
-// them have stopped.
-func Run(ctx context.Context, cfg *config.Config, role config.Role, logger *slog.Logger) error {
+// them have stopped. path is the configuration file cfg came from, re-read
+// by the router's Reload; empty (built-in defaults) leaves Reload
+// unavailable.
+func Run(ctx context.Context, cfg *config.Config, path string, role config.Role, logger *slog.Logger) error {
 	tel, err := telemetry.New(cfg.Telemetry, "sipd-"+string(role), logger)
 	if err != nil {
 		return err
@@ -155,6 +157,7 @@ func Run(ctx context.Context, cfg *config.Config, role config.Role, logger *slog
 			Logger:         logger.With("service", "router"),
 			Registerer:     tel.Registry,
 			TracerProvider: tel.TracerProvider,
+			Reload:         reloadRoutes(path),
 		})
 		if err != nil {
 			return errors.Join(fmt.Errorf("creating router: %w", err), stopAll(g))
@@ -198,6 +201,26 @@ func Run(ctx context.Context, cfg *config.Config, role config.Role, logger *slog
 	}
 	logger.Info("starting", "role", string(role))
 	return g.Wait()
+}
+
+// reloadRoutes returns the router's Reload: it loads and validates the
+// file at path again (as the router role: command-line overrides such as
+// -listen do not matter here) and returns its static routes. It is nil for
+// no file.
+func reloadRoutes(path string) func() ([]router.StaticRoute, error) {
+	if path == "" {
+		return nil
+	}
+	return func() ([]router.StaticRoute, error) {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := cfg.Validate(config.RoleRouter); err != nil {
+			return nil, fmt.Errorf("validating %s: %w", path, err)
+		}
+		return cfg.Router.StaticRoutes, nil
+	}
 }
 
 // newStore returns the registrar's store as configured, and how to close

@@ -2,19 +2,12 @@ package sipctl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	routerv1 "github.com/sipd/sipd/proto/gen/sipd/router/v1"
 )
-
-// errNoRouterAPI says what `sipctl routes` will show once the router has
-// its management API.
-var errNoRouterAPI = errors.New("the router has no management API yet: static routes are read from router.static_routes in its configuration file; " +
-	"listing routing data and destination states, setting a state and reload come with the router's management API. " +
-	"Use `sipctl route test` to see what the router decides")
 
 // runRouteTest asks the router for the decision it would make for an
 // initial request, as the edge does; nothing is sent anywhere.
@@ -85,12 +78,111 @@ func runRouteTest(ctx context.Context, c *cli, args []string) error {
 	}
 }
 
-// runRoutes explains where routing data lives until the router has a
-// management API.
-func runRoutes(_ context.Context, c *cli, args []string) error {
+// runRoutes lists the router's static routes with their admin states and
+// counters (OpenSIPS's dr_gw_status).
+func runRoutes(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("routes")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	return errNoRouterAPI
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: routes takes no arguments", errUsage)
+	}
+	rt, err := c.router()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	resp, err := rt.ListRoutes(ctx, &routerv1.ListRoutesRequest{})
+	if err != nil {
+		return err
+	}
+	if c.opts.Output == "json" {
+		return writeProto(c.stdout, resp)
+	}
+	t := newTable(c.stdout, "DOMAIN", "DESTINATION", "STATE", "ATTEMPTS")
+	for _, r := range resp.GetRoutes() {
+		t.row(r.GetDomain(), r.GetDestination(), stateName(r.GetState()), strconv.FormatUint(r.GetAttempts(), 10))
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.stdout, "%d route(s)\n", len(resp.GetRoutes()))
+	return err
+}
+
+// routeStates are the states `sipctl route-state` accepts.
+var routeStates = map[string]routerv1.RouteState{
+	"active":   routerv1.RouteState_ROUTE_STATE_ACTIVE,
+	"disabled": routerv1.RouteState_ROUTE_STATE_DISABLED,
+}
+
+// stateName is the lower-case name of s, as route-state takes it.
+func stateName(s routerv1.RouteState) string {
+	for name, st := range routeStates {
+		if st == s {
+			return name
+		}
+	}
+	return "unspecified"
+}
+
+// runRouteState enables or disables the static route of one domain
+// (OpenSIPS's ds_set_state).
+func runRouteState(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("route-state")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("%w: route-state takes DOMAIN and active or disabled", errUsage)
+	}
+	state, ok := routeStates[strings.ToLower(fs.Arg(1))]
+	if !ok {
+		return fmt.Errorf("%w: state %q must be active or disabled", errUsage, fs.Arg(1))
+	}
+	rt, err := c.router()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	resp, err := rt.SetRouteState(ctx, &routerv1.SetRouteStateRequest{Domain: fs.Arg(0), State: state})
+	if err != nil {
+		return err
+	}
+	if c.opts.Output == "json" {
+		return writeProto(c.stdout, resp)
+	}
+	r := resp.GetRoute()
+	_, err = fmt.Fprintf(c.stdout, "route %s -> %s is %s\n", r.GetDomain(), r.GetDestination(), stateName(r.GetState()))
+	return err
+}
+
+// runReload makes the router re-read its static routes from its
+// configuration file (OpenSIPS's dr_reload).
+func runReload(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("reload")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: reload takes no arguments", errUsage)
+	}
+	rt, err := c.router()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	resp, err := rt.Reload(ctx, &routerv1.ReloadRequest{})
+	if err != nil {
+		return err
+	}
+	if c.opts.Output == "json" {
+		return writeProto(c.stdout, resp)
+	}
+	_, err = fmt.Fprintf(c.stdout, "reloaded %d route(s)\n", resp.GetRoutes())
+	return err
 }

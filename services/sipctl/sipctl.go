@@ -77,7 +77,9 @@ func commands() []command {
 		{"domains", "", "list the registrar's served domains", runDomains},
 		{"users", "DOMAIN", "list a domain's subscribers", runUsers},
 		{"route test", "[-method M] [-from URI] [-to URI] [-source IP:PORT] REQUEST-URI", "ask the router what it would do with a request", runRouteTest},
-		{"routes", "", "list routing data (comes with the router's management API)", runRoutes},
+		{"routes", "", "list the router's static routes, their states and attempts", runRoutes},
+		{"route-state", "DOMAIN active|disabled", "enable or disable the static route of a domain", runRouteState},
+		{"reload", "", "make the router re-read its static routes from its configuration file", runReload},
 		{"stats", "[-metrics URL,...]", "summarise the sipd metrics of one or more services", runStats},
 		{"health", "[-grpc ADDR] [-service NAME] [-http URL] [-sip udp:HOST:PORT]", "check that services answer; exit 1 when one does not", runHealth},
 	}

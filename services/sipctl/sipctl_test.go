@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	routerv1 "github.com/sipd/sipd/proto/gen/sipd/router/v1"
 	"github.com/sipd/sipd/registrar"
 	"github.com/sipd/sipd/router"
+	"github.com/sipd/sipd/services/config"
 	"github.com/sipd/sipd/services/grpcx"
 )
 
@@ -25,7 +28,16 @@ import (
 type stack struct {
 	registrar string
 	router    string
+	// config is the router's configuration file, re-read by its Reload.
+	config string
 }
+
+// routerYAML is the router's configuration file in the stack.
+const routerYAML = `router:
+  domains: [localhost, 127.0.0.1, sipd.test]
+  static_routes:
+    - {domain: carrier.example.net, destination: "sip:192.0.2.10:5060;transport=tcp"}
+`
 
 func startStack(t *testing.T) stack {
 	t.Helper()
@@ -53,8 +65,26 @@ func startStack(t *testing.T) stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	rt, err := router.New(router.Config{Domains: []string{"localhost", "127.0.0.1", "sipd.test"}},
-		router.Deps{Locator: registrarv1.NewRegistrarServiceClient(conn), Logger: log})
+	cfgPath := filepath.Join(t.TempDir(), "router.yaml")
+	if err := os.WriteFile(cfgPath, []byte(routerYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := func() ([]router.StaticRoute, error) {
+		c, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Validate(config.RoleRouter); err != nil {
+			return nil, err
+		}
+		return c.Router.StaticRoutes, nil
+	}
+	rt, err := router.New(cfg.Router,
+		router.Deps{Locator: registrarv1.NewRegistrarServiceClient(conn), Logger: log, Reload: reload})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +93,7 @@ func startStack(t *testing.T) stack {
 	run(rt.Run)
 	run(rtSrv.Run)
 	<-rtSrv.Ready()
-	return stack{registrar: regSrv.Addr().String(), router: rtSrv.Addr().String()}
+	return stack{registrar: regSrv.Addr().String(), router: rtSrv.Addr().String(), config: cfgPath}
 }
 
 // sipctl runs one command against s and returns its exit code and output.
@@ -146,6 +176,76 @@ func TestRegistrationsAndRouting(t *testing.T) {
 	out = s.mustRun(t, "reg", "show", aor)
 	if !strings.Contains(out, "no contacts") {
 		t.Errorf("reg show after reg rm:\n%s", out)
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	s := startStack(t)
+	const carrier, dest = "carrier.example.net", "sip:192.0.2.10:5060;transport=tcp"
+
+	out := s.mustRun(t, "routes")
+	for _, want := range []string{"DOMAIN", "STATE", "ATTEMPTS", carrier, dest, "active", "1 route(s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("routes does not show %q:\n%s", want, out)
+		}
+	}
+	if out := s.mustRun(t, "route", "test", "sip:+15551234@"+carrier); !strings.Contains(out, dest) {
+		t.Fatalf("route test via the static route:\n%s", out)
+	}
+
+	out = s.mustRun(t, "route-state", carrier, "disabled")
+	if !strings.Contains(out, "is disabled") {
+		t.Errorf("route-state disabled:\n%s", out)
+	}
+	if out := s.mustRun(t, "route", "test", "sip:+15551234@"+carrier); !strings.HasPrefix(out, "reject 404") {
+		t.Errorf("route test via a disabled route = %q, want reject 404", out)
+	}
+	var list struct {
+		Routes []struct {
+			Domain   string `json:"domain"`
+			State    string `json:"state"`
+			Attempts string `json:"attempts"` // uint64 is a JSON string
+		} `json:"routes"`
+	}
+	out = s.mustRun(t, "routes", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("routes -o json: %v\n%s", err, out)
+	}
+	if len(list.Routes) != 1 || list.Routes[0].Domain != carrier || list.Routes[0].State != "ROUTE_STATE_DISABLED" || list.Routes[0].Attempts != "1" {
+		t.Fatalf("routes -o json = %+v", list)
+	}
+
+	// Reload: the carrier route stays disabled, the new one comes active.
+	yaml := routerYAML + `    - {domain: pbx.example.org, destination: "sip:192.0.2.30"}` + "\n"
+	if err := os.WriteFile(s.config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := s.mustRun(t, "reload"); !strings.Contains(out, "reloaded 2 route(s)") {
+		t.Errorf("reload:\n%s", out)
+	}
+	out = s.mustRun(t, "routes")
+	if !strings.Contains(out, "pbx.example.org") || !strings.Contains(out, "disabled") || !strings.Contains(out, "2 route(s)") {
+		t.Errorf("routes after reload:\n%s", out)
+	}
+
+	// A bad file: reload fails, the old table stays.
+	if err := os.WriteFile(s.config, []byte("router:\n  static_routes:\n    - {domain: x.example, destination: nonsense}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := s.sipctl(t, "reload")
+	if code != 1 || !strings.Contains(errOut, "FailedPrecondition") || !strings.Contains(errOut, "nonsense") {
+		t.Errorf("reload of a bad file: exit %d, %q", code, errOut)
+	}
+	if out := s.mustRun(t, "routes"); !strings.Contains(out, "2 route(s)") {
+		t.Errorf("routes after a failed reload:\n%s", out)
+	}
+
+	s.mustRun(t, "route-state", carrier, "active")
+	if out := s.mustRun(t, "route", "test", "sip:+15551234@"+carrier); !strings.Contains(out, dest) {
+		t.Errorf("route test after enabling:\n%s", out)
+	}
+	if code, _, errOut := s.sipctl(t, "route-state", "nowhere.example", "disabled"); code != 1 || !strings.Contains(errOut, "NotFound") {
+		t.Errorf("route-state of an unknown domain: exit %d, %q", code, errOut)
 	}
 }
 
@@ -239,7 +339,10 @@ func TestUsage(t *testing.T) {
 		{"unknown", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"bad output", []string{"-o", "yaml", "reg", "list"}, 2, "must be table or json"},
 		{"show without aor", []string{"reg", "show"}, 2, "usage: sipctl reg show AOR"},
-		{"routes", []string{"routes"}, 1, "management API"},
+		{"routes, router down", []string{"-timeout", "500ms", "routes"}, 1, "sipctl routes: "},
+		{"route-state without state", []string{"route-state", "carrier.example.net"}, 2, "usage: sipctl route-state DOMAIN active|disabled"},
+		{"route-state bad state", []string{"route-state", "carrier.example.net", "off"}, 2, "must be active or disabled"},
+		{"reload with arguments", []string{"reload", "now"}, 2, "reload takes no arguments"},
 		{"registrar down", []string{"-timeout", "500ms", "reg", "list"}, 1, "sipctl reg list: "},
 	}
 	for _, tt := range tests {

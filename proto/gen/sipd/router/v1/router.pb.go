@@ -84,6 +84,58 @@ func (Transport) EnumDescriptor() ([]byte, []int) {
 	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{0}
 }
 
+// RouteState is the admin state of a static route.
+type RouteState int32
+
+const (
+	RouteState_ROUTE_STATE_UNSPECIFIED RouteState = 0
+	// ROUTE_STATE_ACTIVE routes are used.
+	RouteState_ROUTE_STATE_ACTIVE RouteState = 1
+	// ROUTE_STATE_DISABLED routes are skipped, as if they did not exist.
+	RouteState_ROUTE_STATE_DISABLED RouteState = 2
+)
+
+// Enum value maps for RouteState.
+var (
+	RouteState_name = map[int32]string{
+		0: "ROUTE_STATE_UNSPECIFIED",
+		1: "ROUTE_STATE_ACTIVE",
+		2: "ROUTE_STATE_DISABLED",
+	}
+	RouteState_value = map[string]int32{
+		"ROUTE_STATE_UNSPECIFIED": 0,
+		"ROUTE_STATE_ACTIVE":      1,
+		"ROUTE_STATE_DISABLED":    2,
+	}
+)
+
+func (x RouteState) Enum() *RouteState {
+	p := new(RouteState)
+	*p = x
+	return p
+}
+
+func (x RouteState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RouteState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sipd_router_v1_router_proto_enumTypes[1].Descriptor()
+}
+
+func (RouteState) Type() protoreflect.EnumType {
+	return &file_sipd_router_v1_router_proto_enumTypes[1]
+}
+
+func (x RouteState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RouteState.Descriptor instead.
+func (RouteState) EnumDescriptor() ([]byte, []int) {
+	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{1}
+}
+
 // RouteRequest carries the essentials of an initial request.
 type RouteRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -639,6 +691,337 @@ func (*RouteResponse_Reject) isRouteResponse_Action() {}
 
 func (*RouteResponse_Forward) isRouteResponse_Action() {}
 
+type ListRoutesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRoutesRequest) Reset() {
+	*x = ListRoutesRequest{}
+	mi := &file_sipd_router_v1_router_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRoutesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRoutesRequest) ProtoMessage() {}
+
+func (x *ListRoutesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_router_v1_router_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRoutesRequest.ProtoReflect.Descriptor instead.
+func (*ListRoutesRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{7}
+}
+
+// StaticRoute is one static route as the router holds it.
+type StaticRoute struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Domain is the Request-URI host the route applies to, or "*".
+	Domain string `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Destination is the next hop's SIP URI.
+	Destination string     `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	State       RouteState `protobuf:"varint,3,opt,name=state,proto3,enum=sipd.router.v1.RouteState" json:"state,omitempty"`
+	// Attempts counts the decisions that forwarded to this route.
+	Attempts      uint64 `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StaticRoute) Reset() {
+	*x = StaticRoute{}
+	mi := &file_sipd_router_v1_router_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StaticRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StaticRoute) ProtoMessage() {}
+
+func (x *StaticRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_router_v1_router_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StaticRoute.ProtoReflect.Descriptor instead.
+func (*StaticRoute) Descriptor() ([]byte, []int) {
+	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StaticRoute) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *StaticRoute) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *StaticRoute) GetState() RouteState {
+	if x != nil {
+		return x.State
+	}
+	return RouteState_ROUTE_STATE_UNSPECIFIED
+}
+
+func (x *StaticRoute) GetAttempts() uint64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+type ListRoutesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Routes        []*StaticRoute         `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRoutesResponse) Reset() {
+	*x = ListRoutesResponse{}
+	mi := &file_sipd_router_v1_router_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRoutesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRoutesResponse) ProtoMessage() {}
+
+func (x *ListRoutesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_router_v1_router_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRoutesResponse.ProtoReflect.Descriptor instead.
+func (*ListRoutesResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListRoutesResponse) GetRoutes() []*StaticRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+type SetRouteStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Domain names the route, as configured ("*" for the catch-all).
+	Domain string `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// State is ROUTE_STATE_ACTIVE or ROUTE_STATE_DISABLED.
+	State         RouteState `protobuf:"varint,2,opt,name=state,proto3,enum=sipd.router.v1.RouteState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRouteStateRequest) Reset() {
+	*x = SetRouteStateRequest{}
+	mi := &file_sipd_router_v1_router_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRouteStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRouteStateRequest) ProtoMessage() {}
+
+func (x *SetRouteStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_router_v1_router_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRouteStateRequest.ProtoReflect.Descriptor instead.
+func (*SetRouteStateRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetRouteStateRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *SetRouteStateRequest) GetState() RouteState {
+	if x != nil {
+		return x.State
+	}
+	return RouteState_ROUTE_STATE_UNSPECIFIED
+}
+
+type SetRouteStateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Route         *StaticRoute           `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRouteStateResponse) Reset() {
+	*x = SetRouteStateResponse{}
+	mi := &file_sipd_router_v1_router_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRouteStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRouteStateResponse) ProtoMessage() {}
+
+func (x *SetRouteStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_router_v1_router_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRouteStateResponse.ProtoReflect.Descriptor instead.
+func (*SetRouteStateResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetRouteStateResponse) GetRoute() *StaticRoute {
+	if x != nil {
+		return x.Route
+	}
+	return nil
+}
+
+type ReloadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadRequest) Reset() {
+	*x = ReloadRequest{}
+	mi := &file_sipd_router_v1_router_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadRequest) ProtoMessage() {}
+
+func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_router_v1_router_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
+func (*ReloadRequest) Descriptor() ([]byte, []int) {
+	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{12}
+}
+
+type ReloadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Routes is the number of static routes now loaded.
+	Routes        int32 `protobuf:"varint,1,opt,name=routes,proto3" json:"routes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadResponse) Reset() {
+	*x = ReloadResponse{}
+	mi := &file_sipd_router_v1_router_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadResponse) ProtoMessage() {}
+
+func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sipd_router_v1_router_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
+func (*ReloadResponse) Descriptor() ([]byte, []int) {
+	return file_sipd_router_v1_router_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReloadResponse) GetRoutes() int32 {
+	if x != nil {
+		return x.Routes
+	}
+	return 0
+}
+
 var File_sipd_router_v1_router_proto protoreflect.FileDescriptor
 
 const file_sipd_router_v1_router_proto_rawDesc = "" +
@@ -690,16 +1073,41 @@ const file_sipd_router_v1_router_proto_rawDesc = "" +
 	"\rRouteResponse\x120\n" +
 	"\x06reject\x18\x01 \x01(\v2\x16.sipd.router.v1.RejectH\x00R\x06reject\x123\n" +
 	"\aforward\x18\x02 \x01(\v2\x17.sipd.router.v1.ForwardH\x00R\aforwardB\b\n" +
-	"\x06action*\x84\x01\n" +
+	"\x06action\"\x13\n" +
+	"\x11ListRoutesRequest\"\x95\x01\n" +
+	"\vStaticRoute\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12 \n" +
+	"\vdestination\x18\x02 \x01(\tR\vdestination\x120\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1a.sipd.router.v1.RouteStateR\x05state\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\x04R\battempts\"I\n" +
+	"\x12ListRoutesResponse\x123\n" +
+	"\x06routes\x18\x01 \x03(\v2\x1b.sipd.router.v1.StaticRouteR\x06routes\"`\n" +
+	"\x14SetRouteStateRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x120\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1a.sipd.router.v1.RouteStateR\x05state\"J\n" +
+	"\x15SetRouteStateResponse\x121\n" +
+	"\x05route\x18\x01 \x01(\v2\x1b.sipd.router.v1.StaticRouteR\x05route\"\x0f\n" +
+	"\rReloadRequest\"(\n" +
+	"\x0eReloadResponse\x12\x16\n" +
+	"\x06routes\x18\x01 \x01(\x05R\x06routes*\x84\x01\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRANSPORT_UDP\x10\x01\x12\x11\n" +
 	"\rTRANSPORT_TCP\x10\x02\x12\x11\n" +
 	"\rTRANSPORT_TLS\x10\x03\x12\x10\n" +
 	"\fTRANSPORT_WS\x10\x04\x12\x11\n" +
-	"\rTRANSPORT_WSS\x10\x052U\n" +
+	"\rTRANSPORT_WSS\x10\x05*[\n" +
+	"\n" +
+	"RouteState\x12\x1b\n" +
+	"\x17ROUTE_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ROUTE_STATE_ACTIVE\x10\x01\x12\x18\n" +
+	"\x14ROUTE_STATE_DISABLED\x10\x022\xd1\x02\n" +
 	"\rRouterService\x12D\n" +
-	"\x05Route\x12\x1c.sipd.router.v1.RouteRequest\x1a\x1d.sipd.router.v1.RouteResponseB8Z6github.com/sipd/sipd/proto/gen/sipd/router/v1;routerv1b\x06proto3"
+	"\x05Route\x12\x1c.sipd.router.v1.RouteRequest\x1a\x1d.sipd.router.v1.RouteResponse\x12S\n" +
+	"\n" +
+	"ListRoutes\x12!.sipd.router.v1.ListRoutesRequest\x1a\".sipd.router.v1.ListRoutesResponse\x12\\\n" +
+	"\rSetRouteState\x12$.sipd.router.v1.SetRouteStateRequest\x1a%.sipd.router.v1.SetRouteStateResponse\x12G\n" +
+	"\x06Reload\x12\x1d.sipd.router.v1.ReloadRequest\x1a\x1e.sipd.router.v1.ReloadResponseB8Z6github.com/sipd/sipd/proto/gen/sipd/router/v1;routerv1b\x06proto3"
 
 var (
 	file_sipd_router_v1_router_proto_rawDescOnce sync.Once
@@ -713,39 +1121,57 @@ func file_sipd_router_v1_router_proto_rawDescGZIP() []byte {
 	return file_sipd_router_v1_router_proto_rawDescData
 }
 
-var file_sipd_router_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sipd_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_sipd_router_v1_router_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sipd_router_v1_router_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_sipd_router_v1_router_proto_goTypes = []any{
-	(Transport)(0),               // 0: sipd.router.v1.Transport
-	(*RouteRequest)(nil),         // 1: sipd.router.v1.RouteRequest
-	(*Reject)(nil),               // 2: sipd.router.v1.Reject
-	(*Header)(nil),               // 3: sipd.router.v1.Header
-	(*Target)(nil),               // 4: sipd.router.v1.Target
-	(*TargetGroup)(nil),          // 5: sipd.router.v1.TargetGroup
-	(*Forward)(nil),              // 6: sipd.router.v1.Forward
-	(*RouteResponse)(nil),        // 7: sipd.router.v1.RouteResponse
-	nil,                          // 8: sipd.router.v1.RouteRequest.HeadersEntry
-	(*v1.DigestCredentials)(nil), // 9: sipd.registrar.v1.DigestCredentials
-	(*durationpb.Duration)(nil),  // 10: google.protobuf.Duration
+	(Transport)(0),                // 0: sipd.router.v1.Transport
+	(RouteState)(0),               // 1: sipd.router.v1.RouteState
+	(*RouteRequest)(nil),          // 2: sipd.router.v1.RouteRequest
+	(*Reject)(nil),                // 3: sipd.router.v1.Reject
+	(*Header)(nil),                // 4: sipd.router.v1.Header
+	(*Target)(nil),                // 5: sipd.router.v1.Target
+	(*TargetGroup)(nil),           // 6: sipd.router.v1.TargetGroup
+	(*Forward)(nil),               // 7: sipd.router.v1.Forward
+	(*RouteResponse)(nil),         // 8: sipd.router.v1.RouteResponse
+	(*ListRoutesRequest)(nil),     // 9: sipd.router.v1.ListRoutesRequest
+	(*StaticRoute)(nil),           // 10: sipd.router.v1.StaticRoute
+	(*ListRoutesResponse)(nil),    // 11: sipd.router.v1.ListRoutesResponse
+	(*SetRouteStateRequest)(nil),  // 12: sipd.router.v1.SetRouteStateRequest
+	(*SetRouteStateResponse)(nil), // 13: sipd.router.v1.SetRouteStateResponse
+	(*ReloadRequest)(nil),         // 14: sipd.router.v1.ReloadRequest
+	(*ReloadResponse)(nil),        // 15: sipd.router.v1.ReloadResponse
+	nil,                           // 16: sipd.router.v1.RouteRequest.HeadersEntry
+	(*v1.DigestCredentials)(nil),  // 17: sipd.registrar.v1.DigestCredentials
+	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
 }
 var file_sipd_router_v1_router_proto_depIdxs = []int32{
 	0,  // 0: sipd.router.v1.RouteRequest.transport:type_name -> sipd.router.v1.Transport
-	8,  // 1: sipd.router.v1.RouteRequest.headers:type_name -> sipd.router.v1.RouteRequest.HeadersEntry
-	9,  // 2: sipd.router.v1.RouteRequest.credentials:type_name -> sipd.registrar.v1.DigestCredentials
-	10, // 3: sipd.router.v1.Reject.retry_after:type_name -> google.protobuf.Duration
-	3,  // 4: sipd.router.v1.Reject.headers:type_name -> sipd.router.v1.Header
-	3,  // 5: sipd.router.v1.Target.add_headers:type_name -> sipd.router.v1.Header
-	4,  // 6: sipd.router.v1.TargetGroup.targets:type_name -> sipd.router.v1.Target
-	5,  // 7: sipd.router.v1.Forward.groups:type_name -> sipd.router.v1.TargetGroup
-	2,  // 8: sipd.router.v1.RouteResponse.reject:type_name -> sipd.router.v1.Reject
-	6,  // 9: sipd.router.v1.RouteResponse.forward:type_name -> sipd.router.v1.Forward
-	1,  // 10: sipd.router.v1.RouterService.Route:input_type -> sipd.router.v1.RouteRequest
-	7,  // 11: sipd.router.v1.RouterService.Route:output_type -> sipd.router.v1.RouteResponse
-	11, // [11:12] is the sub-list for method output_type
-	10, // [10:11] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 1: sipd.router.v1.RouteRequest.headers:type_name -> sipd.router.v1.RouteRequest.HeadersEntry
+	17, // 2: sipd.router.v1.RouteRequest.credentials:type_name -> sipd.registrar.v1.DigestCredentials
+	18, // 3: sipd.router.v1.Reject.retry_after:type_name -> google.protobuf.Duration
+	4,  // 4: sipd.router.v1.Reject.headers:type_name -> sipd.router.v1.Header
+	4,  // 5: sipd.router.v1.Target.add_headers:type_name -> sipd.router.v1.Header
+	5,  // 6: sipd.router.v1.TargetGroup.targets:type_name -> sipd.router.v1.Target
+	6,  // 7: sipd.router.v1.Forward.groups:type_name -> sipd.router.v1.TargetGroup
+	3,  // 8: sipd.router.v1.RouteResponse.reject:type_name -> sipd.router.v1.Reject
+	7,  // 9: sipd.router.v1.RouteResponse.forward:type_name -> sipd.router.v1.Forward
+	1,  // 10: sipd.router.v1.StaticRoute.state:type_name -> sipd.router.v1.RouteState
+	10, // 11: sipd.router.v1.ListRoutesResponse.routes:type_name -> sipd.router.v1.StaticRoute
+	1,  // 12: sipd.router.v1.SetRouteStateRequest.state:type_name -> sipd.router.v1.RouteState
+	10, // 13: sipd.router.v1.SetRouteStateResponse.route:type_name -> sipd.router.v1.StaticRoute
+	2,  // 14: sipd.router.v1.RouterService.Route:input_type -> sipd.router.v1.RouteRequest
+	9,  // 15: sipd.router.v1.RouterService.ListRoutes:input_type -> sipd.router.v1.ListRoutesRequest
+	12, // 16: sipd.router.v1.RouterService.SetRouteState:input_type -> sipd.router.v1.SetRouteStateRequest
+	14, // 17: sipd.router.v1.RouterService.Reload:input_type -> sipd.router.v1.ReloadRequest
+	8,  // 18: sipd.router.v1.RouterService.Route:output_type -> sipd.router.v1.RouteResponse
+	11, // 19: sipd.router.v1.RouterService.ListRoutes:output_type -> sipd.router.v1.ListRoutesResponse
+	13, // 20: sipd.router.v1.RouterService.SetRouteState:output_type -> sipd.router.v1.SetRouteStateResponse
+	15, // 21: sipd.router.v1.RouterService.Reload:output_type -> sipd.router.v1.ReloadResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_sipd_router_v1_router_proto_init() }
@@ -762,8 +1188,8 @@ func file_sipd_router_v1_router_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sipd_router_v1_router_proto_rawDesc), len(file_sipd_router_v1_router_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   8,
+			NumEnums:      2,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

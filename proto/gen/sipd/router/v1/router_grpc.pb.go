@@ -21,7 +21,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RouterService_Route_FullMethodName = "/sipd.router.v1.RouterService/Route"
+	RouterService_Route_FullMethodName         = "/sipd.router.v1.RouterService/Route"
+	RouterService_ListRoutes_FullMethodName    = "/sipd.router.v1.RouterService/ListRoutes"
+	RouterService_SetRouteState_FullMethodName = "/sipd.router.v1.RouterService/SetRouteState"
+	RouterService_Reload_FullMethodName        = "/sipd.router.v1.RouterService/Reload"
 )
 
 // RouterServiceClient is the client API for RouterService service.
@@ -33,6 +36,13 @@ const (
 type RouterServiceClient interface {
 	// Route decides what to do with an initial (out-of-dialog) request.
 	Route(ctx context.Context, in *RouteRequest, opts ...grpc.CallOption) (*RouteResponse, error)
+	// ListRoutes lists the static routes with their admin states and counters.
+	ListRoutes(ctx context.Context, in *ListRoutesRequest, opts ...grpc.CallOption) (*ListRoutesResponse, error)
+	// SetRouteState enables or disables the static route of one domain.
+	SetRouteState(ctx context.Context, in *SetRouteStateRequest, opts ...grpc.CallOption) (*SetRouteStateResponse, error)
+	// Reload re-reads the static routes from the router's configuration
+	// file; routes that still exist keep their admin state.
+	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
 }
 
 type routerServiceClient struct {
@@ -53,6 +63,36 @@ func (c *routerServiceClient) Route(ctx context.Context, in *RouteRequest, opts 
 	return out, nil
 }
 
+func (c *routerServiceClient) ListRoutes(ctx context.Context, in *ListRoutesRequest, opts ...grpc.CallOption) (*ListRoutesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRoutesResponse)
+	err := c.cc.Invoke(ctx, RouterService_ListRoutes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *routerServiceClient) SetRouteState(ctx context.Context, in *SetRouteStateRequest, opts ...grpc.CallOption) (*SetRouteStateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetRouteStateResponse)
+	err := c.cc.Invoke(ctx, RouterService_SetRouteState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *routerServiceClient) Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReloadResponse)
+	err := c.cc.Invoke(ctx, RouterService_Reload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RouterServiceServer is the server API for RouterService service.
 // All implementations must embed UnimplementedRouterServiceServer
 // for forward compatibility.
@@ -62,6 +102,13 @@ func (c *routerServiceClient) Route(ctx context.Context, in *RouteRequest, opts 
 type RouterServiceServer interface {
 	// Route decides what to do with an initial (out-of-dialog) request.
 	Route(context.Context, *RouteRequest) (*RouteResponse, error)
+	// ListRoutes lists the static routes with their admin states and counters.
+	ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error)
+	// SetRouteState enables or disables the static route of one domain.
+	SetRouteState(context.Context, *SetRouteStateRequest) (*SetRouteStateResponse, error)
+	// Reload re-reads the static routes from the router's configuration
+	// file; routes that still exist keep their admin state.
+	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
 	mustEmbedUnimplementedRouterServiceServer()
 }
 
@@ -74,6 +121,15 @@ type UnimplementedRouterServiceServer struct{}
 
 func (UnimplementedRouterServiceServer) Route(context.Context, *RouteRequest) (*RouteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Route not implemented")
+}
+func (UnimplementedRouterServiceServer) ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRoutes not implemented")
+}
+func (UnimplementedRouterServiceServer) SetRouteState(context.Context, *SetRouteStateRequest) (*SetRouteStateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRouteState not implemented")
+}
+func (UnimplementedRouterServiceServer) Reload(context.Context, *ReloadRequest) (*ReloadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
 }
 func (UnimplementedRouterServiceServer) mustEmbedUnimplementedRouterServiceServer() {}
 func (UnimplementedRouterServiceServer) testEmbeddedByValue()                       {}
@@ -114,6 +170,60 @@ func _RouterService_Route_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RouterService_ListRoutes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRoutesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RouterServiceServer).ListRoutes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RouterService_ListRoutes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RouterServiceServer).ListRoutes(ctx, req.(*ListRoutesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RouterService_SetRouteState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRouteStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RouterServiceServer).SetRouteState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RouterService_SetRouteState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RouterServiceServer).SetRouteState(ctx, req.(*SetRouteStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RouterService_Reload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReloadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RouterServiceServer).Reload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RouterService_Reload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RouterServiceServer).Reload(ctx, req.(*ReloadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RouterService_ServiceDesc is the grpc.ServiceDesc for RouterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +234,18 @@ var RouterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Route",
 			Handler:    _RouterService_Route_Handler,
+		},
+		{
+			MethodName: "ListRoutes",
+			Handler:    _RouterService_ListRoutes_Handler,
+		},
+		{
+			MethodName: "SetRouteState",
+			Handler:    _RouterService_SetRouteState_Handler,
+		},
+		{
+			MethodName: "Reload",
+			Handler:    _RouterService_Reload_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
