@@ -59,14 +59,9 @@ func (l *Layer) NewClient(key string, req *sip.Request, data []byte, reliable bo
 	} else {
 		tx.state = StateTrying
 	}
-	s := &l.client[l.shard(key)]
-	s.mu.Lock()
-	if _, ok := s.m[key]; ok {
-		s.mu.Unlock()
+	if _, ok := l.client.insert(key, tx); !ok {
 		return nil, ErrExists
 	}
-	s.m[key] = tx
-	s.mu.Unlock()
 	l.inFlight.Add(1)
 
 	t := l.timers

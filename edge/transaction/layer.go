@@ -6,7 +6,6 @@ import (
 	"hash/maphash"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,20 +78,9 @@ type SendFunc func(data []byte) error
 type Layer struct {
 	timers   Timers
 	wheel    *wheel
-	seed     maphash.Seed
-	server   [shardCount]serverShard
-	client   [shardCount]clientShard
+	server   table[*ServerTx]
+	client   table[*ClientTx]
 	inFlight atomic.Int64
-}
-
-type serverShard struct {
-	mu sync.Mutex
-	m  map[string]*ServerTx
-}
-
-type clientShard struct {
-	mu sync.Mutex
-	m  map[string]*ClientTx
 }
 
 // New builds a Layer; it starts nothing until Run.
@@ -101,11 +89,10 @@ func New(cfg Config) *Layer {
 	if cfg.Tick <= 0 {
 		cfg.Tick = 10 * time.Millisecond
 	}
-	l := &Layer{timers: cfg.Timers, wheel: newWheel(cfg.Tick), seed: maphash.MakeSeed()}
-	for i := range l.server {
-		l.server[i].m = make(map[string]*ServerTx)
-		l.client[i].m = make(map[string]*ClientTx)
-	}
+	l := &Layer{timers: cfg.Timers, wheel: newWheel(cfg.Tick)}
+	seed := maphash.MakeSeed()
+	l.server.init(seed)
+	l.client.init(seed)
 	return l
 }
 
@@ -120,10 +107,6 @@ func (l *Layer) InFlight() int64 { return l.inFlight.Load() }
 
 // Timers returns the layer's timer values.
 func (l *Layer) Timers() Timers { return l.timers }
-
-func (l *Layer) shard(key string) int {
-	return int(maphash.String(l.seed, key) & (shardCount - 1))
-}
 
 // ServerKey computes the server transaction key of req (RFC 3261 17.2.3):
 // branch, sent-by and method, with ACK mapped to INVITE. Requests whose
@@ -216,23 +199,11 @@ func ResponseKey(res *sip.Response) (string, error) {
 }
 
 // FindServer returns the server transaction under key, or nil.
-func (l *Layer) FindServer(key string) *ServerTx {
-	s := &l.server[l.shard(key)]
-	s.mu.Lock()
-	tx := s.m[key]
-	s.mu.Unlock()
-	return tx
-}
+func (l *Layer) FindServer(key string) *ServerTx { return l.server.get(key) }
 
 // FindServerBytes is FindServer for a key held in a byte slice; it does
 // not allocate.
-func (l *Layer) FindServerBytes(key []byte) *ServerTx {
-	s := &l.server[int(maphash.Bytes(l.seed, key)&(shardCount-1))]
-	s.mu.Lock()
-	tx := s.m[string(key)]
-	s.mu.Unlock()
-	return tx
-}
+func (l *Layer) FindServerBytes(key []byte) *ServerTx { return l.server.getBytes(key) }
 
 // AppendResponseKey appends the key ResponseKey computes to b, so that a
 // caller can look the transaction up with FindClientBytes without
@@ -258,40 +229,18 @@ func AppendResponseKey(b []byte, res *sip.Response) ([]byte, error) {
 
 // FindClientBytes is FindClient for a key held in a byte slice; it does
 // not allocate.
-func (l *Layer) FindClientBytes(key []byte) *ClientTx {
-	s := &l.client[int(maphash.Bytes(l.seed, key)&(shardCount-1))]
-	s.mu.Lock()
-	tx := s.m[string(key)]
-	s.mu.Unlock()
-	return tx
-}
+func (l *Layer) FindClientBytes(key []byte) *ClientTx { return l.client.getBytes(key) }
 
 // FindClient returns the client transaction under key, or nil.
-func (l *Layer) FindClient(key string) *ClientTx {
-	s := &l.client[l.shard(key)]
-	s.mu.Lock()
-	tx := s.m[key]
-	s.mu.Unlock()
-	return tx
-}
+func (l *Layer) FindClient(key string) *ClientTx { return l.client.get(key) }
 
 func (l *Layer) removeServer(key string, tx *ServerTx) {
-	s := &l.server[l.shard(key)]
-	s.mu.Lock()
-	if s.m[key] == tx {
-		delete(s.m, key)
-	}
-	s.mu.Unlock()
+	l.server.remove(key, tx)
 	l.inFlight.Add(-1)
 }
 
 func (l *Layer) removeClient(key string, tx *ClientTx) {
-	s := &l.client[l.shard(key)]
-	s.mu.Lock()
-	if s.m[key] == tx {
-		delete(s.m, key)
-	}
-	s.mu.Unlock()
+	l.client.remove(key, tx)
 	l.inFlight.Add(-1)
 }
 

@@ -48,14 +48,9 @@ func (l *Layer) NewServer(key string, req *sip.Request, reliable bool, send Send
 	} else {
 		tx.state = StateTrying
 	}
-	s := &l.server[l.shard(key)]
-	s.mu.Lock()
-	if old, ok := s.m[key]; ok {
-		s.mu.Unlock()
+	if old, ok := l.server.insert(key, tx); !ok {
 		return old, false
 	}
-	s.m[key] = tx
-	s.mu.Unlock()
 	l.inFlight.Add(1)
 	return tx, true
 }
